@@ -1,0 +1,662 @@
+//! Desired against live: what to create, update, leave alone and prune, what
+//! has drifted and why, in the order Istio's make-before-break rule asks for.
+//!
+//! The plan is a pure function, so the CLI's `diff`/`status` and the agent's
+//! apply agree on what "drift" means. Safety rules live here too: no plan (and
+//! so no prune) from a revision that failed to load, and no emptying a
+//! namespace without the folder's `.allow-empty` marker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::{
+    ANNOTATION_HASH,
+    kinds::{self, IstioKind},
+    layout::{DesiredSet, LoadError},
+    manifest::{ObjectKey, Source},
+    normalize::{desired_object, is_owned_by},
+};
+
+/// What the plan does with one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Prune,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Prune => "prune",
+        }
+    }
+}
+
+/// One object's step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub action: Action,
+    pub key: ObjectKey,
+    pub kind: &'static IstioKind,
+    /// Why: "new in Git", "changed in Git", a drifted field, "no longer in Git".
+    pub reason: String,
+    /// The object to apply (create/update/unchanged): normalized, with the
+    /// ownership labels and the hash and source annotations.
+    pub object: Option<Value>,
+    /// Where it is defined in Git (create/update/unchanged).
+    pub source: Option<Source>,
+    /// The desired hash (create/update/unchanged).
+    pub hash: Option<String>,
+    /// The live object, when there is one.
+    pub live: Option<Value>,
+}
+
+/// An object that differs from Git outside of a new revision.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Drift {
+    pub key: ObjectKey,
+    pub reason: String,
+}
+
+/// A whole plan for one namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Creates and updates, in apply order (DestinationRule ... VirtualService).
+    pub apply: Vec<Step>,
+    /// Deletions, in prune order (VirtualService ... DestinationRule).
+    pub prune: Vec<Step>,
+    pub unchanged: Vec<Step>,
+    /// Sorted.
+    pub drift: Vec<Drift>,
+    /// The keys of the desired set, sorted: the inventory once applied.
+    pub desired: Vec<ObjectKey>,
+}
+
+impl Plan {
+    /// Nothing to write.
+    pub fn is_noop(&self) -> bool {
+        self.apply.is_empty() && self.prune.is_empty()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        match action {
+            Action::Create | Action::Update => {
+                self.apply.iter().filter(|s| s.action == action).count()
+            }
+            Action::Unchanged => self.unchanged.len(),
+            Action::Prune => self.prune.len(),
+        }
+    }
+
+    /// Every step, in apply order then prune order.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.apply
+            .iter()
+            .chain(self.unchanged.iter())
+            .chain(self.prune.iter())
+    }
+}
+
+/// Why a plan was refused: the safety rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanRefusal {
+    #[error("the revision failed to load; nothing is applied or pruned")]
+    LoadFailed,
+    #[error(
+        "refusing to prune all {owned} objects: the namespace folder is empty; add a file named .allow-empty to the folder to allow it"
+    )]
+    WouldEmpty { owned: usize },
+}
+
+/// Knobs of a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    /// Delete owned objects that left Git (`--no-prune` turns this off).
+    pub prune: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self { prune: true }
+    }
+}
+
+/// The kinds to LIST: those of the desired set and of the inventory.
+pub fn kinds_in_use(desired: &DesiredSet, inventory: &[ObjectKey]) -> Vec<&'static IstioKind> {
+    let mut set: BTreeSet<(u8, &str, &str)> = BTreeSet::new();
+    let keys = desired
+        .manifests
+        .iter()
+        .map(|m| (m.group.as_str(), m.kind.as_str()))
+        .chain(
+            inventory
+                .iter()
+                .map(|k| (k.group.as_str(), k.kind.as_str())),
+        );
+    let mut out = Vec::new();
+    for (group, kind) in keys {
+        if let Some(k) = kinds::lookup(group, kind)
+            && set.insert((k.apply_rank, k.group, k.kind))
+        {
+            out.push(k);
+        }
+    }
+    out.sort_by_key(|k| (k.apply_rank, k.kind));
+    out
+}
+
+/// Plan `desired` against the `live` objects of the kinds in use in the
+/// namespace, given the `inventory` of what the agent applied before.
+pub fn plan(
+    desired: &Result<DesiredSet, LoadError>,
+    live: &[Value],
+    inventory: &[ObjectKey],
+    opts: &PlanOptions,
+) -> Result<Plan, PlanRefusal> {
+    let Ok(desired) = desired else {
+        return Err(PlanRefusal::LoadFailed);
+    };
+    let ns = desired.namespace.as_str();
+    let inventory: BTreeSet<&ObjectKey> = inventory.iter().collect();
+    let mut live_by_key: BTreeMap<ObjectKey, &Value> = BTreeMap::new();
+    for object in live {
+        if let Some(key) = ObjectKey::of(object) {
+            live_by_key.insert(key, object);
+        }
+    }
+
+    let mut plan = Plan::default();
+    let mut wanted = BTreeSet::new();
+    for m in &desired.manifests {
+        let Some(kind) = kinds::lookup(&m.group, &m.kind) else {
+            continue; // policy refused it already; a DesiredSet never holds one
+        };
+        let key = m.key();
+        wanted.insert(key.clone());
+        let source_path = m.source.file.to_string_lossy();
+        let (object, hash) = desired_object(&m.object, ns, &source_path);
+        let live = live_by_key.get(&key).copied();
+        let (action, reason) = match live {
+            None if inventory.contains(&key) => {
+                plan.drift.push(Drift {
+                    key: key.clone(),
+                    reason: "missing: deleted outside Git".into(),
+                });
+                (Action::Create, "missing: deleted outside Git".to_string())
+            }
+            None => (Action::Create, "new in Git".to_string()),
+            Some(live) => {
+                let live_hash = live["metadata"]["annotations"][ANNOTATION_HASH].as_str();
+                match first_difference(&object, live, "") {
+                    None if live_hash == Some(hash.as_str()) => {
+                        (Action::Unchanged, "in sync".to_string())
+                    }
+                    None => (Action::Update, "hash annotation differs".to_string()),
+                    Some(diff) if live_hash == Some(hash.as_str()) => {
+                        plan.drift.push(Drift {
+                            key: key.clone(),
+                            reason: diff.clone(),
+                        });
+                        (Action::Update, diff)
+                    }
+                    Some(_) => (Action::Update, "changed in Git".to_string()),
+                }
+            }
+        };
+        let step = Step {
+            action,
+            key,
+            kind,
+            reason,
+            object: Some(object),
+            source: Some(m.source.clone()),
+            hash: Some(hash),
+            live: live.cloned(),
+        };
+        if action == Action::Unchanged {
+            plan.unchanged.push(step);
+        } else {
+            plan.apply.push(step);
+        }
+    }
+
+    // Owned objects that left Git: in the inventory, or carrying both labels.
+    let mut owned_not_wanted = Vec::new();
+    for (key, live) in &live_by_key {
+        if wanted.contains(key) {
+            continue;
+        }
+        if !(inventory.contains(key) || is_owned_by(live, ns)) {
+            continue; // someone else's: never pruned, never drift
+        }
+        let Some(kind) = kinds::lookup(&key.group, &key.kind) else {
+            continue;
+        };
+        plan.drift.push(Drift {
+            key: key.clone(),
+            reason: "not in Git".into(),
+        });
+        owned_not_wanted.push(Step {
+            action: Action::Prune,
+            key: key.clone(),
+            kind,
+            reason: "no longer in Git".into(),
+            object: None,
+            source: None,
+            hash: None,
+            live: Some((*live).clone()),
+        });
+    }
+
+    if desired.manifests.is_empty() && !desired.allow_empty {
+        let owned = owned_not_wanted.len().max(inventory.len());
+        if owned > 0 {
+            return Err(PlanRefusal::WouldEmpty { owned });
+        }
+    }
+    if opts.prune {
+        plan.prune = owned_not_wanted;
+    }
+
+    plan.apply
+        .sort_by(|a, b| (a.kind.apply_rank, &a.key).cmp(&(b.kind.apply_rank, &b.key)));
+    plan.unchanged
+        .sort_by(|a, b| (a.kind.apply_rank, &a.key).cmp(&(b.kind.apply_rank, &b.key)));
+    plan.prune.sort_by(|a, b| {
+        (std::cmp::Reverse(a.kind.apply_rank), &a.key)
+            .cmp(&(std::cmp::Reverse(b.kind.apply_rank), &b.key))
+    });
+    plan.drift.sort();
+    plan.desired = wanted.into_iter().collect();
+    Ok(plan)
+}
+
+/// The first field that `desired` sets and `live` does not have with the same
+/// value, as `path: git X, live Y`. Fields only `live` has are not compared
+/// (the server and other controllers may add them); lists compare item by
+/// item and must have the same length. `apiVersion` is not compared: the
+/// server answers in the version it was asked for.
+pub fn first_difference(desired: &Value, live: &Value, path: &str) -> Option<String> {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => {
+            for (key, dv) in d {
+                if path.is_empty() && key == "apiVersion" {
+                    continue;
+                }
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match l.get(key) {
+                    None if dv.is_null() => {}
+                    None => return Some(format!("{sub}: set in Git, absent live")),
+                    Some(lv) => {
+                        if let Some(diff) = first_difference(dv, lv, &sub) {
+                            return Some(diff);
+                        }
+                    }
+                }
+            }
+            None
+        }
+        (Value::Array(d), Value::Array(l)) => {
+            if d.len() != l.len() {
+                return Some(format!(
+                    "{path}: {} items in Git, {} live",
+                    d.len(),
+                    l.len()
+                ));
+            }
+            d.iter()
+                .zip(l)
+                .enumerate()
+                .find_map(|(i, (dv, lv))| first_difference(dv, lv, &format!("{path}[{i}]")))
+        }
+        (Value::Number(d), Value::Number(l)) if d.as_f64() == l.as_f64() => None,
+        (d, l) if d == l => None,
+        (d, l) => Some(format!("{path}: Git has {d}, live has {l}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        LABEL_MANAGED_BY, LABEL_OWNER,
+        manifest::{LoadOptions, parse_str},
+    };
+    use serde_json::json;
+    use std::path::Path;
+
+    /// A VirtualService builder: `vs("reviews").route("v1", 80).route("v2", 20)`.
+    struct Vs {
+        name: String,
+        routes: Vec<(String, u32)>,
+    }
+
+    fn vs(name: &str) -> Vs {
+        Vs {
+            name: name.into(),
+            routes: Vec::new(),
+        }
+    }
+
+    impl Vs {
+        fn route(mut self, subset: &str, weight: u32) -> Self {
+            self.routes.push((subset.into(), weight));
+            self
+        }
+
+        fn yaml(&self) -> String {
+            let mut s = format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {}\nspec:\n  hosts: [{}]\n  http:\n  - route:\n",
+                self.name, self.name
+            );
+            for (subset, weight) in &self.routes {
+                s.push_str(&format!(
+                    "    - destination:\n        host: {}\n        subset: {subset}\n      weight: {weight}\n",
+                    self.name
+                ));
+            }
+            s
+        }
+    }
+
+    fn dr(name: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {name}\nspec:\n  host: {name}\n  subsets:\n  - name: v1\n    labels: {{version: v1}}\n"
+        )
+    }
+
+    fn desired(docs: &[String], allow_empty: bool) -> Result<DesiredSet, LoadError> {
+        let text = docs.join("---\n");
+        let manifests = parse_str(
+            &text,
+            Path::new("namespaces/team-a/all.yaml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        Ok(DesiredSet {
+            namespace: "team-a".into(),
+            manifests,
+            allow_empty,
+        })
+    }
+
+    /// What the server would hold after applying `set`: the desired object
+    /// plus server-populated fields.
+    fn applied(set: &Result<DesiredSet, LoadError>) -> Vec<Value> {
+        let set = set.as_ref().unwrap();
+        set.manifests
+            .iter()
+            .map(|m| {
+                let (mut o, _) =
+                    desired_object(&m.object, "team-a", &m.source.file.to_string_lossy());
+                o["metadata"]["uid"] = json!("u-1");
+                o["metadata"]["resourceVersion"] = json!("7");
+                o["metadata"]["managedFields"] = json!([{"manager": "kubectl-gitops"}]);
+                o["status"] = json!({});
+                o
+            })
+            .collect()
+    }
+
+    fn keys(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(|s| s.key.to_string()).collect()
+    }
+
+    fn inventory(live: &[Value]) -> Vec<ObjectKey> {
+        live.iter().filter_map(ObjectKey::of).collect()
+    }
+
+    #[test]
+    fn creates_in_make_before_break_order() {
+        let d = desired(
+            &[vs("reviews").route("v1", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let p = plan(&d, &[], &[], &PlanOptions::default()).unwrap();
+        assert_eq!(
+            keys(&p.apply),
+            ["DestinationRule/reviews", "VirtualService/reviews"]
+        );
+        assert!(
+            p.apply
+                .iter()
+                .all(|s| s.action == Action::Create && s.reason == "new in Git")
+        );
+        assert!(p.drift.is_empty());
+        let obj = p.apply[1].object.as_ref().unwrap();
+        assert_eq!(obj["metadata"]["labels"][LABEL_OWNER], "team-a");
+        assert_eq!(obj["metadata"]["namespace"], "team-a");
+        assert_eq!(p.desired.len(), 2);
+    }
+
+    #[test]
+    fn unchanged_objects_cost_no_write_even_with_server_fields() {
+        let d = desired(
+            &[vs("reviews").route("v1", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let live = applied(&d);
+        let p = plan(&d, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert!(p.is_noop(), "{:?}", p.apply);
+        assert_eq!(p.count(Action::Unchanged), 2);
+        assert!(p.drift.is_empty());
+    }
+
+    #[test]
+    fn a_changed_weight_updates_exactly_one_object() {
+        let before = desired(
+            &[
+                vs("reviews").route("v1", 80).route("v2", 20).yaml(),
+                dr("reviews"),
+            ],
+            false,
+        );
+        let live = applied(&before);
+        let after = desired(
+            &[
+                vs("reviews").route("v1", 50).route("v2", 50).yaml(),
+                dr("reviews"),
+            ],
+            false,
+        );
+        let p = plan(&after, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert_eq!(keys(&p.apply), ["VirtualService/reviews"]);
+        assert_eq!(p.apply[0].action, Action::Update);
+        assert_eq!(p.apply[0].reason, "changed in Git");
+        assert!(p.drift.is_empty(), "a new revision is not drift");
+    }
+
+    #[test]
+    fn a_field_edited_live_is_drift_and_is_healed() {
+        let d = desired(
+            &[vs("reviews").route("v1", 80).route("v2", 20).yaml()],
+            false,
+        );
+        let mut live = applied(&d);
+        live[0]["spec"]["http"][0]["route"][0]["weight"] = json!(0);
+        let p = plan(&d, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert_eq!(p.drift.len(), 1);
+        assert_eq!(
+            p.drift[0].reason,
+            "spec.http[0].route[0].weight: Git has 80, live has 0"
+        );
+        assert_eq!(keys(&p.apply), ["VirtualService/reviews"]);
+        assert_eq!(p.apply[0].action, Action::Update);
+    }
+
+    #[test]
+    fn a_deleted_object_is_drift_and_recreated() {
+        let d = desired(
+            &[vs("reviews").route("v1", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let live = applied(&d);
+        let inv = inventory(&live);
+        // live[0] is the VirtualService: someone deleted it
+        let p = plan(&d, &live[1..], &inv, &PlanOptions::default()).unwrap();
+        assert_eq!(keys(&p.apply), ["VirtualService/reviews"]);
+        assert_eq!(p.apply[0].action, Action::Create);
+        assert_eq!(p.drift[0].reason, "missing: deleted outside Git");
+    }
+
+    #[test]
+    fn server_populated_fields_are_not_drift() {
+        let d = desired(&[dr("reviews")], false);
+        let mut live = applied(&d);
+        live[0]["spec"]["trafficPolicy"] = json!({"tls": {"mode": "ISTIO_MUTUAL"}});
+        live[0]["metadata"]["labels"]["added-by-someone"] = json!("x");
+        let p = plan(&d, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert!(p.is_noop());
+        assert!(p.drift.is_empty());
+    }
+
+    #[test]
+    fn an_extra_list_item_live_is_drift() {
+        let d = desired(&[dr("reviews")], false);
+        let mut live = applied(&d);
+        live[0]["spec"]["subsets"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "v9"}));
+        let p = plan(&d, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert_eq!(p.drift[0].reason, "spec.subsets: 1 items in Git, 2 live");
+    }
+
+    #[test]
+    fn prunes_owned_objects_that_left_git_vs_before_dr() {
+        let before = desired(
+            &[
+                vs("reviews").route("v1", 100).yaml(),
+                dr("reviews"),
+                dr("ratings"),
+            ],
+            false,
+        );
+        let live = applied(&before);
+        let after = desired(&[dr("details")], false);
+        let p = plan(&after, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert_eq!(
+            keys(&p.prune),
+            [
+                "VirtualService/reviews",
+                "DestinationRule/ratings",
+                "DestinationRule/reviews"
+            ]
+        );
+        assert_eq!(p.drift.len(), 3);
+        assert!(p.drift.iter().all(|d| d.reason == "not in Git"));
+        let no_prune = plan(
+            &after,
+            &live,
+            &inventory(&live),
+            &PlanOptions { prune: false },
+        )
+        .unwrap();
+        assert!(no_prune.prune.is_empty());
+        assert_eq!(no_prune.drift.len(), 3, "still reported");
+    }
+
+    #[test]
+    fn objects_of_others_are_never_pruned() {
+        let d = desired(&[dr("reviews")], false);
+        let mut live = applied(&d);
+        let mut foreign = live[0].clone();
+        foreign["metadata"]["name"] = json!("hand-made");
+        foreign["metadata"]["labels"] = json!({"team": "a"});
+        live.push(foreign.clone());
+        // labelled for another owner: not ours either
+        let mut other = live[0].clone();
+        other["metadata"]["name"] = json!("team-b-thing");
+        other["metadata"]["labels"][LABEL_OWNER] = json!("team-b");
+        live.push(other);
+        let p = plan(
+            &d,
+            &live,
+            &[ObjectKey::of(&live[0]).unwrap()],
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert!(p.prune.is_empty());
+        assert!(p.drift.is_empty());
+    }
+
+    #[test]
+    fn inventory_alone_makes_an_object_prunable() {
+        let d = desired(&[dr("reviews"), dr("ratings")], false);
+        let mut live = applied(&d);
+        // labels stripped by someone, but the inventory says we applied it
+        live[1]["metadata"]["labels"] = json!({});
+        let inv = inventory(&live);
+        let after = desired(&[dr("reviews")], false);
+        let p = plan(&after, &live, &inv, &PlanOptions::default()).unwrap();
+        assert_eq!(keys(&p.prune), ["DestinationRule/ratings"]);
+        assert_eq!(
+            p.prune[0].live.as_ref().unwrap()["metadata"]["labels"][LABEL_MANAGED_BY],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn refuses_to_plan_a_revision_that_failed_to_load() {
+        let failed: Result<DesiredSet, LoadError> = Err(LoadError { errors: vec![] });
+        let live = applied(&desired(&[dr("reviews")], false));
+        assert_eq!(
+            plan(&failed, &live, &inventory(&live), &PlanOptions::default()).unwrap_err(),
+            PlanRefusal::LoadFailed
+        );
+    }
+
+    #[test]
+    fn refuses_to_empty_a_namespace_without_allow_empty() {
+        let live = applied(&desired(&[dr("reviews"), dr("ratings")], false));
+        let empty = desired(&[], false);
+        let err = plan(&empty, &live, &inventory(&live), &PlanOptions::default()).unwrap_err();
+        assert_eq!(err, PlanRefusal::WouldEmpty { owned: 2 });
+        assert!(err.to_string().contains(".allow-empty"));
+        // inventory alone (objects already gone live) still counts
+        let err = plan(&empty, &[], &inventory(&live), &PlanOptions::default()).unwrap_err();
+        assert_eq!(err, PlanRefusal::WouldEmpty { owned: 2 });
+        // with the marker, everything is pruned
+        let allowed = desired(&[], true);
+        let p = plan(&allowed, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert_eq!(p.prune.len(), 2);
+        // an empty namespace that owns nothing is fine
+        assert!(
+            plan(&empty, &[], &[], &PlanOptions::default())
+                .unwrap()
+                .is_noop()
+        );
+    }
+
+    #[test]
+    fn kinds_in_use_cover_desired_and_inventory() {
+        let d = desired(&[vs("a").route("v1", 100).yaml()], false).unwrap();
+        let inv = [ObjectKey::new(
+            "security.istio.io",
+            "AuthorizationPolicy",
+            "x",
+        )];
+        let kinds: Vec<_> = kinds_in_use(&d, &inv).iter().map(|k| k.kind).collect();
+        assert_eq!(kinds, ["AuthorizationPolicy", "VirtualService"]);
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert_eq!(
+            first_difference(&json!({"a": 1}), &json!({"a": 1.0}), ""),
+            None
+        );
+        assert_eq!(first_difference(&json!({"a": null}), &json!({}), ""), None);
+        assert!(first_difference(&json!({"a": "1"}), &json!({"a": 1}), "").is_some());
+    }
+}
