@@ -8,6 +8,7 @@
 //! files of a namespace folder (see [`layout`]).
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod hash;
 pub mod kinds;
 pub mod layout;
