@@ -1350,7 +1350,10 @@ mod tests {
         // team-a's VirtualService finds its subset in team-b's DestinationRule
         // (so only the cross-namespace ordering warning), and team-b's
         // conflict is not reported for team-a
-        assert_eq!(codes_of(&analyze(&inputs, Some("team-a"))), [codes::SUBSET_ORDER]);
+        assert_eq!(
+            codes_of(&analyze(&inputs, Some("team-a"))),
+            [codes::SUBSET_ORDER]
+        );
         let b = analyze(&inputs, Some("team-b"));
         assert_eq!(codes_of(&b), [codes::CONFLICTING_MESH_GATEWAY_HOSTS; 2]);
         assert!(b.iter().all(|f| f.namespace == "team-b"));
