@@ -793,11 +793,14 @@ pub fn validate_repo(
 }
 
 /// `validate --files`: any files or folders, like `istioctl analyze
-/// --use-kube=false`. Objects without a namespace are in `default`. The same
-/// object defined twice is a warning (the later one wins, as with `kubectl
-/// apply`), since sample folders hold alternatives; the analysis sees both.
+/// --use-kube=false`. An object's namespace is the namespace folder its file
+/// is in (`folder_namespace`), else its own `metadata.namespace`, else
+/// `default`. The same object defined twice is a warning (the later one wins,
+/// as with `kubectl apply`), since sample folders hold alternatives; the
+/// analysis sees both.
 pub fn validate_files(
     paths: &[PathBuf],
+    folder_namespace: &dyn Fn(&Path) -> Option<String>,
     policy: &dyn Fn(&str) -> Policy,
     opts: &LoadOptions,
 ) -> Vec<Finding> {
@@ -816,19 +819,29 @@ pub fn validate_files(
             vec![path.clone()]
         };
         for file in files {
+            let folder = folder_namespace(&file);
             match crate::manifest::load_file(&file, opts) {
-                Ok(ms) => manifests.extend(
-                    ms.into_iter()
-                        .map(|m| (m.namespace.clone().unwrap_or_else(|| "default".into()), m)),
+                Ok(ms) => manifests.extend(ms.into_iter().map(|m| {
+                    let ns = folder
+                        .clone()
+                        .or_else(|| m.namespace.clone())
+                        .unwrap_or_else(|| "default".into());
+                    (ns, m)
+                })),
+                Err(errors) => findings.extend(
+                    errors
+                        .iter()
+                        .map(|e| Finding::from_error(e, folder.as_deref().unwrap_or(""))),
                 ),
-                Err(errors) => findings.extend(errors.iter().map(|e| Finding::from_error(e, ""))),
             }
         }
     }
     let mut first: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
+    let mut refused = BTreeSet::new();
     for (i, (ns, m)) in manifests.iter().enumerate() {
         if let Err(e) = policy(ns).check_one(m) {
             findings.push(Finding::from_error(&e, ns));
+            refused.insert(i); // never applied, so not analysed
         }
         let key = (ns.clone(), m.group.clone(), m.kind.clone(), m.name.clone());
         if let Some(&earlier) = first.get(&key) {
@@ -850,7 +863,9 @@ pub fn validate_files(
     }
     let inputs: Vec<Input<'_>> = manifests
         .iter()
-        .map(|(ns, m)| Input {
+        .enumerate()
+        .filter(|(i, _)| !refused.contains(i))
+        .map(|(_, (ns, m))| Input {
             namespace: ns,
             manifest: m,
         })
@@ -1365,9 +1380,19 @@ mod tests {
 
     #[test]
     fn bookinfo_samples_together_give_no_error() {
+        // Every sample but certmanager-gateway.yaml, which is cert-manager's
+        // config for istio-system, not Bookinfo's (checked below).
+        let bookinfo: Vec<PathBuf> = std::fs::read_dir(samples())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter(|p| !p.ends_with("certmanager-gateway.yaml"))
+            .collect();
+        assert!(bookinfo.len() >= 20);
         let findings = validate_files(
-            &[samples()],
-            &|ns| Policy::new(ns).with_root_namespace("mesh-root"),
+            &bookinfo,
+            &|_| None,
+            &|ns| Policy::new(ns),
             &LoadOptions::default(),
         );
         let errors: Vec<String> = findings
@@ -1389,6 +1414,48 @@ mod tests {
                 .any(|f| f.code == codes::NO_SERVER_CERT_VERIFICATION_PORT
                     && f.name == "originate-tls-for-googleapis")
         );
+        assert!(findings.iter().all(|f| f.namespace == "default"));
+        // the cert-manager sample lives in the mesh root namespace: refused
+        let root = validate_files(
+            &[samples().join("certmanager-gateway.yaml")],
+            &|_| None,
+            &|ns| Policy::new(ns),
+            &LoadOptions::default(),
+        );
+        assert!(
+            root.iter()
+                .all(|f| f.code == codes::POLICY && f.message.contains("mesh root namespace")),
+            "{root:?}"
+        );
+        assert_eq!(root.len(), 2);
+    }
+
+    #[test]
+    fn validate_files_takes_the_namespace_of_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vs.yaml");
+        std::fs::write(&file, vs_to("reviews", "v1")).unwrap();
+        // the VS says team-a; in a team-b folder that is a policy error
+        let f = validate_files(
+            std::slice::from_ref(&file),
+            &|_| Some("team-b".into()),
+            &|ns| Policy::new(ns),
+            &LoadOptions::default(),
+        );
+        assert_eq!(codes_of(&f), [codes::POLICY], "{f:?}");
+        assert!(
+            f[0].message
+                .contains("namespace \"team-a\" is not \"team-b\"")
+        );
+        // elsewhere it keeps its own namespace (and its subset is missing)
+        let f = validate_files(
+            &[file],
+            &|_| None,
+            &|ns| Policy::new(ns),
+            &LoadOptions::default(),
+        );
+        assert_eq!(codes_of(&f), [codes::REFERENCED_RESOURCE_NOT_FOUND]);
+        assert_eq!(f[0].namespace, "team-a");
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! `status`: what each namespace's sync agent reports in its `GitOpsSync`,
+//! set against the repo: the applied revision vs the last commit that
+//! changed the namespace folder ("in sync" / "behind by N commits"), phase,
+//! last sync, drift and message. `-A` is the fleet. Exit 1 when an agent
+//! reports drift.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Result, bail};
+use gitops_shared::gitopssync;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    Status,
+    cluster::{Cluster, block_on},
+    context::Context,
+    git::{Relation, Repo},
+    output::{self, Format, Table},
+};
+
+/// Show the sync agents' state against the repo.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Name of the agents' GitOpsSync objects
+    #[arg(long, default_value = gitopssync::DEFAULT_NAME, value_name = "NAME")]
+    pub name: String,
+}
+
+/// One agent's state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    pub namespace: String,
+    /// The GitOpsSync's name; empty when the namespace has no agent.
+    pub name: String,
+    /// `status.revision`: the commit fully applied.
+    pub revision: String,
+    /// The last commit that changed the namespace folder in this repo.
+    pub head: String,
+    /// `in sync`, `behind by N commits`, ...
+    pub state: String,
+    /// Commits changing the folder that the agent has not applied, when known.
+    pub behind: Option<usize>,
+    pub phase: String,
+    pub synced_at: String,
+    pub suspended: bool,
+    pub drift: usize,
+    pub drifted: Vec<Value>,
+    pub message: String,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<Status> {
+    // Without a repo (no --repo, not inside one) the agents' own view is
+    // still worth showing; with one, each is set against the folder's history.
+    let repo = match (&ctx.global.repo, ctx.repo()) {
+        (_, Ok(repo)) => {
+            let base = ctx.base(&repo)?;
+            Some((repo, base))
+        }
+        (Some(_), Err(e)) => return Err(e),
+        (None, Err(e)) => {
+            tracing::info!(error = %e, "no config repo: revisions are not compared");
+            None
+        }
+    };
+    let all = ctx.global.all_namespaces;
+    let single = if all {
+        None
+    } else {
+        Some(ctx.namespace("status")?)
+    };
+    let objects = block_on(async {
+        let cluster = Cluster::connect(&ctx.global).await?;
+        match &single {
+            Some(ns) => match cluster.gitopssync(ns, &args.name).await? {
+                Some(o) => anyhow::Ok(vec![o]),
+                None => bail!(
+                    "no GitOpsSync {:?} in namespace {ns:?}: is the sync agent deployed there?",
+                    args.name
+                ),
+            },
+            None => cluster.all_gitopssyncs().await,
+        }
+    })??;
+
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for o in &objects {
+        let ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        seen.insert(ns.clone());
+        rows.push(agent_status(repo.as_ref(), &ns, o)?);
+    }
+    if all && let Some((repo, base)) = &repo {
+        // Folders nobody syncs are worth seeing in the fleet view.
+        for ns in gitops_shared::layout::list_namespaces(repo.workdir(), base)? {
+            if !seen.contains(&ns) {
+                let head = repo.history(&format!("{base}/{ns}"), None, Some(1))?;
+                rows.push(AgentStatus {
+                    namespace: ns,
+                    name: String::new(),
+                    revision: String::new(),
+                    head: head.first().map(|c| c.commit.clone()).unwrap_or_default(),
+                    state: "no agent".into(),
+                    behind: None,
+                    phase: String::new(),
+                    synced_at: String::new(),
+                    suspended: false,
+                    drift: 0,
+                    drifted: Vec::new(),
+                    message: String::new(),
+                });
+            }
+        }
+        rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    }
+
+    match ctx.format() {
+        Format::Table => {
+            let mut table = Table::new(&[
+                "NAMESPACE",
+                "REVISION",
+                "STATE",
+                "PHASE",
+                "LAST SYNC",
+                "DRIFT",
+                "MESSAGE",
+            ]);
+            for r in &rows {
+                let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+                table.row(vec![
+                    r.namespace.clone(),
+                    dash(short(&r.revision)),
+                    r.state.clone(),
+                    dash(if r.suspended && r.phase != "Suspended" {
+                        format!("{} (suspended)", r.phase)
+                    } else {
+                        r.phase.clone()
+                    }),
+                    last_sync(&r.synced_at),
+                    r.drift.to_string(),
+                    r.message.lines().next().unwrap_or_default().to_string(),
+                ]);
+            }
+            output::print(&table.render())?;
+        }
+        format => output::print_data(format, &rows)?,
+    }
+    Ok(
+        if rows.iter().any(|r| r.drift > 0 || r.phase == "Drifted") {
+            Status::Differences
+        } else {
+            Status::Ok
+        },
+    )
+}
+
+fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &Value) -> Result<AgentStatus> {
+    let status = &o["status"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let revision = text(&status["revision"]);
+    let mut head = String::new();
+    let (state, behind) = if revision.is_empty() {
+        ("never synced".to_string(), None)
+    } else if let Some((repo, base)) = repo {
+        let prefix = format!("{base}/{ns}");
+        head = repo
+            .history(&prefix, None, Some(1))?
+            .first()
+            .map(|c| c.commit.clone())
+            .unwrap_or_default();
+        match repo.relation(&revision, &prefix)? {
+            Relation::InSync => ("in sync".to_string(), Some(0)),
+            Relation::Behind(n) => (
+                format!("behind by {n} commit{}", if n == 1 { "" } else { "s" }),
+                Some(n),
+            ),
+            Relation::Ahead(n) => (
+                format!(
+                    "ahead by {n} commit{} (pull?)",
+                    if n == 1 { "" } else { "s" }
+                ),
+                Some(0),
+            ),
+            Relation::Diverged { behind, ahead } => (
+                format!("diverged: behind by {behind}, ahead by {ahead}"),
+                Some(behind),
+            ),
+            Relation::Unknown => ("unknown revision (fetch?)".to_string(), None),
+        }
+    } else {
+        ("no repo to compare".to_string(), None)
+    };
+    let drifted: Vec<Value> = status["drift"].as_array().cloned().unwrap_or_default();
+    let drift = if drifted.is_empty() {
+        status["drifted"].as_u64().unwrap_or(0) as usize
+    } else {
+        drifted.len()
+    };
+    Ok(AgentStatus {
+        namespace: ns.to_string(),
+        name: text(&o["metadata"]["name"]),
+        revision,
+        head,
+        state,
+        behind,
+        phase: text(&status["phase"]),
+        synced_at: text(&status["syncedAt"]),
+        suspended: o["spec"]["suspend"].as_bool().unwrap_or(false),
+        drift,
+        drifted,
+        message: text(&status["message"]),
+    })
+}
+
+fn short(revision: &str) -> String {
+    if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+        revision[..12].to_string()
+    } else {
+        revision.to_string()
+    }
+}
+
+/// `5m ago` from an RFC 3339 time; the text itself when it does not parse.
+fn last_sync(synced_at: &str) -> String {
+    if synced_at.is_empty() {
+        return "never".into();
+    }
+    let Ok(then) = synced_at.parse::<k8s_openapi::jiff::Timestamp>() else {
+        return synced_at.to_string();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    format!("{} ago", output::age(now - then.as_second()))
+}

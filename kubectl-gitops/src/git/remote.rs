@@ -1,0 +1,367 @@
+//! Push, and when the remote moved on: fetch, rebase the local commits onto
+//! it (in memory, so a conflict leaves nothing behind), and push again.
+//!
+//! Credentials come the way git finds them: the ssh-agent for SSH remotes,
+//! git's credential helpers (`git credential fill`, which runs whatever
+//! `credential.helper` names) for user and password.
+
+use std::{
+    cell::RefCell,
+    io::Write as _,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use git2::{
+    Cred, CredentialType, ErrorCode, FetchOptions, PushOptions, RebaseOptions, RemoteCallbacks,
+};
+
+use super::Repo;
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub remote: String,
+    pub branch: String,
+    /// The remote's branch, `refs/heads/...`.
+    pub remote_ref: String,
+    /// How many times the local commits were rebased onto the remote's.
+    pub rebases: usize,
+    /// The commit the remote branch now points at.
+    pub head: String,
+}
+
+enum PushError {
+    /// The remote has commits we lack.
+    Rejected(String),
+    Other(anyhow::Error),
+}
+
+impl Repo {
+    /// Push HEAD's branch to its upstream (`branch.<b>.remote`/`merge`, else
+    /// `origin` and the same name); on a rejection, fetch, rebase and retry
+    /// up to `retries` times. `remote` overrides the configured remote.
+    pub fn push(&self, remote: Option<&str>, retries: usize) -> Result<PushOutcome> {
+        let Some(branch) = self.branch() else {
+            bail!("HEAD is detached; check out a branch to push");
+        };
+        if self.head_id()?.is_none() {
+            bail!("nothing to push: the branch {branch} has no commits yet");
+        }
+        let config = self.repo.config()?;
+        let remote_name = match remote {
+            Some(r) => r.to_string(),
+            None => config
+                .get_string(&format!("branch.{branch}.remote"))
+                .unwrap_or_else(|_| "origin".to_string()),
+        };
+        let remote_ref = config
+            .get_string(&format!("branch.{branch}.merge"))
+            .unwrap_or_else(|_| format!("refs/heads/{branch}"));
+        let tracking = format!(
+            "refs/remotes/{remote_name}/{}",
+            remote_ref.trim_start_matches("refs/heads/")
+        );
+        self.repo.find_remote(&remote_name).map_err(|_| {
+            anyhow!("no remote {remote_name:?}: add one with `git remote add {remote_name} URL`")
+        })?;
+        let mut rebases = 0;
+        loop {
+            match self.try_push(&remote_name, &branch, &remote_ref) {
+                Ok(()) => {
+                    let head = self.head_id()?.map(|id| id.to_string()).unwrap_or_default();
+                    return Ok(PushOutcome {
+                        remote: remote_name,
+                        branch,
+                        remote_ref,
+                        rebases,
+                        head,
+                    });
+                }
+                Err(PushError::Other(e)) => return Err(e),
+                Err(PushError::Rejected(why)) if rebases >= retries => bail!(
+                    "push to {remote_name} rejected ({why}) after {rebases} rebase(s); the remote is busy, try again"
+                ),
+                Err(PushError::Rejected(why)) => {
+                    tracing::info!(%why, attempt = rebases + 1, "push rejected; fetching and rebasing");
+                    self.fetch(&remote_name, &remote_ref, &tracking)?;
+                    self.rebase_onto(&tracking, &remote_name)?;
+                    rebases += 1;
+                }
+            }
+        }
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'static> {
+        let mut callbacks = RemoteCallbacks::new();
+        let workdir = self.workdir.clone();
+        let mut tried = CredentialType::empty();
+        callbacks.credentials(move |url, username, allowed| {
+            credentials(&workdir, url, username, allowed, &mut tried)
+        });
+        callbacks
+    }
+
+    fn try_push(&self, remote_name: &str, branch: &str, remote_ref: &str) -> Result<(), PushError> {
+        let mut remote = self
+            .repo
+            .find_remote(remote_name)
+            .map_err(|e| PushError::Other(e.into()))?;
+        let rejected: RefCell<Option<String>> = RefCell::new(None);
+        let mut callbacks = self.callbacks();
+        callbacks.push_update_reference(|refname, status| {
+            if let Some(status) = status {
+                *rejected.borrow_mut() = Some(format!("{refname}: {status}"));
+            }
+            Ok(())
+        });
+        let mut opts = PushOptions::new();
+        opts.remote_callbacks(callbacks);
+        let spec = format!("refs/heads/{branch}:{remote_ref}");
+        let result = remote.push(&[spec.as_str()], Some(&mut opts));
+        drop(opts);
+        match result {
+            Err(e) if e.code() == ErrorCode::NotFastForward => {
+                Err(PushError::Rejected("non-fast-forward".into()))
+            }
+            Err(e) => Err(PushError::Other(transport_error(e, remote_name))),
+            Ok(()) => match rejected.into_inner() {
+                Some(why) => Err(PushError::Rejected(why)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn fetch(&self, remote_name: &str, remote_ref: &str, tracking: &str) -> Result<()> {
+        let mut remote = self.repo.find_remote(remote_name)?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks());
+        let spec = format!("+{remote_ref}:{tracking}");
+        remote
+            .fetch(&[spec.as_str()], Some(&mut opts), None)
+            .map_err(|e| transport_error(e, remote_name))
+            .with_context(|| format!("fetching {remote_ref} from {remote_name}"))
+    }
+
+    /// Rebase HEAD's local commits onto `tracking`, in memory; on a conflict
+    /// abort and leave the repository as it was.
+    fn rebase_onto(&self, tracking: &str, remote_name: &str) -> Result<()> {
+        let dirty = self.dirty_paths("")?;
+        let dirty: Vec<_> = dirty
+            .into_iter()
+            .filter(|p| !self.is_untracked(p))
+            .collect();
+        if !dirty.is_empty() {
+            bail!(
+                "the remote has new commits, and local changes ({}) prevent rebasing onto them; commit or discard them, then push again",
+                dirty.join(", ")
+            );
+        }
+        let branch_ref = self.repo.head()?;
+        let branch_name = branch_ref
+            .name()
+            .context("HEAD's branch name is not UTF-8")?
+            .to_string();
+        let old_head = branch_ref.target().context("HEAD has no commit")?;
+        let local = self.repo.reference_to_annotated_commit(&branch_ref)?;
+        let upstream_ref = self.repo.find_reference(tracking)?;
+        let upstream = self.repo.reference_to_annotated_commit(&upstream_ref)?;
+        let mut opts = RebaseOptions::new();
+        opts.inmemory(true);
+        let mut rebase = self
+            .repo
+            .rebase(Some(&local), Some(&upstream), None, Some(&mut opts))
+            .context("starting the rebase")?;
+        let (_, committer) = self.signatures()?;
+        let mut tip = upstream.id();
+        let mut conflict: Option<String> = None;
+        let mut failure: Option<anyhow::Error> = None;
+        while let Some(op) = rebase.next() {
+            let op = match op {
+                Ok(op) => op,
+                Err(e) => {
+                    failure = Some(anyhow::Error::new(e).context("rebasing"));
+                    break;
+                }
+            };
+            let index = rebase.inmemory_index()?;
+            if index.has_conflicts() {
+                let mut paths: Vec<String> = index
+                    .conflicts()?
+                    .filter_map(|c| c.ok())
+                    .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+                    .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+                    .collect();
+                paths.dedup();
+                let subject = self
+                    .repo
+                    .find_commit(op.id())
+                    .ok()
+                    .and_then(|c| {
+                        c.summary_bytes()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                    })
+                    .unwrap_or_default();
+                conflict = Some(format!(
+                    "your commit {} ({subject:?}) conflicts with the remote's changes to {}",
+                    &op.id().to_string()[..12],
+                    paths.join(", ")
+                ));
+                break;
+            }
+            match rebase.commit(None, &committer, None) {
+                Ok(id) => tip = id,
+                // The remote already has the same change: nothing to replay.
+                Err(e) if e.code() == ErrorCode::Applied => {}
+                Err(e) => {
+                    failure = Some(anyhow::Error::new(e).context("rebasing"));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = conflict {
+            rebase.abort().context("aborting the rebase")?;
+            bail!(
+                "push rejected: {why}; nothing was changed locally or on {remote_name}. Resolve it by hand: `git pull --rebase`, fix the files, `git rebase --continue`, then push again"
+            );
+        }
+        if let Some(e) = failure {
+            let _ = rebase.abort();
+            return Err(e);
+        }
+        rebase.finish(None).context("finishing the rebase")?;
+        // Move the working tree, the index and the branch to the new tip.
+        let new_tree = self.repo.find_commit(tip)?.tree_id();
+        let mut lock = self.lock_index()?;
+        lock.checkout_safe(new_tree)?;
+        self.repo
+            .reference_matching(
+                &branch_name,
+                tip,
+                true,
+                old_head,
+                &format!("kubectl-gitops push: rebase onto {tracking}"),
+            )
+            .context("moving the branch to the rebased commits")?;
+        lock.write()?;
+        Ok(())
+    }
+
+    fn is_untracked(&self, path: &str) -> bool {
+        self.repo
+            .status_file(Path::new(path))
+            .is_ok_and(|s| s.contains(git2::Status::WT_NEW))
+    }
+}
+
+/// A transport error, with what to do when this build cannot speak the
+/// remote's protocol at all.
+fn transport_error(e: git2::Error, remote_name: &str) -> anyhow::Error {
+    let unsupported =
+        e.class() == git2::ErrorClass::Net && e.message().contains("unsupported URL protocol");
+    let error = anyhow::Error::new(e).context(format!("talking to the remote {remote_name}"));
+    if unsupported {
+        // libgit2 speaks local paths, file://, git://, http(s):// and ssh://;
+        // anything else (a custom remote helper, say) needs git itself.
+        error.context(format!(
+            "kubectl-gitops cannot reach {remote_name}: libgit2 does not speak its protocol; push with `git push` instead"
+        ))
+    } else {
+        error
+    }
+}
+
+/// Answer libgit2's request for credentials, trying each way once.
+fn credentials(
+    workdir: &Path,
+    url: &str,
+    username: Option<&str>,
+    allowed: CredentialType,
+    tried: &mut CredentialType,
+) -> Result<Cred, git2::Error> {
+    let user = username.unwrap_or("git");
+    if allowed.contains(CredentialType::USERNAME) && !tried.contains(CredentialType::USERNAME) {
+        tried.insert(CredentialType::USERNAME);
+        return Cred::username(user);
+    }
+    if allowed.contains(CredentialType::SSH_KEY) && !tried.contains(CredentialType::SSH_KEY) {
+        tried.insert(CredentialType::SSH_KEY);
+        return Cred::ssh_key_from_agent(user);
+    }
+    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+        && !tried.contains(CredentialType::USER_PASS_PLAINTEXT)
+    {
+        tried.insert(CredentialType::USER_PASS_PLAINTEXT);
+        if let Some((user, password)) = credential_fill(workdir, url, username) {
+            return Cred::userpass_plaintext(&user, &password);
+        }
+    }
+    if allowed.contains(CredentialType::DEFAULT) && !tried.contains(CredentialType::DEFAULT) {
+        tried.insert(CredentialType::DEFAULT);
+        return Cred::default();
+    }
+    Err(git2::Error::from_str(&format!(
+        "no usable credentials for {url}: tried the ssh-agent and git's credential helpers (see `git config credential.helper`)"
+    )))
+}
+
+/// Ask git's credential helpers for a user and password (`git credential
+/// fill`, with prompts off): the helpers, their order and their config are
+/// exactly git's.
+pub fn credential_fill(
+    workdir: &Path,
+    url: &str,
+    username: Option<&str>,
+) -> Option<(String, String)> {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(workdir)
+        .args(["credential", "fill"])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut request = format!("url={url}\n");
+    if let Some(u) = username {
+        request.push_str(&format!("username={u}\n"));
+    }
+    request.push('\n');
+    child.stdin.take()?.write_all(request.as_bytes()).ok()?;
+    let output = child.wait_with_output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    Some((field("username")?, field("password")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_the_configured_credential_helper() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        repo.config()
+            .unwrap()
+            .set_str(
+                "credential.helper",
+                "!f() { test \"$1\" = get && echo username=alice && echo password=s3cret; }; f",
+            )
+            .unwrap();
+        assert_eq!(
+            credential_fill(dir.path(), "https://git.example.com/config.git", None),
+            Some(("alice".to_string(), "s3cret".to_string()))
+        );
+    }
+}

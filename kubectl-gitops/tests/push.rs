@@ -1,0 +1,158 @@
+//! `push` to a local bare remote: plain, after another clone pushed first
+//! (fetch, rebase, retry), and with a true conflict (clean failure).
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{Dir, sample};
+
+/// A bare remote with the initialized repo pushed to it, and a second clone.
+fn remote_and_clone(d: &Dir) -> (PathBuf, PathBuf) {
+    let bare = d.tmp("remote.git");
+    d.git_in(
+        &d.tmp(""),
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    d.init();
+    d.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+    let out = d.kg().arg("push").ok();
+    assert!(out.contains("pushed main to origin main"), "{out}");
+    let other = d.tmp("other");
+    d.git_in(
+        &d.tmp(""),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    (bare, other)
+}
+
+fn rev(d: &Dir, dir: &Path, rev: &str) -> String {
+    d.git_in(dir, &["rev-parse", rev]).trim().to_string()
+}
+
+#[test]
+fn push_to_a_bare_remote() {
+    let d = Dir::new();
+    let (bare, _) = remote_and_clone(&d);
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-all.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "subsets"]).ok();
+    d.kg().arg("push").ok();
+    assert_eq!(rev(&d, &bare, "main"), rev(&d, &d.repo, "HEAD"));
+    // Nothing new: still fine.
+    d.kg().arg("push").ok();
+    // Unknown remote: a clear error.
+    let err = d
+        .kg()
+        .args(["push", "--remote", "upstream"])
+        .expect(2)
+        .stderr;
+    assert!(err.contains("no remote \"upstream\""), "{err}");
+}
+
+#[test]
+fn push_rebases_when_another_clone_pushed_first() {
+    let d = Dir::new();
+    let (bare, other) = remote_and_clone(&d);
+
+    // The other clone changes team-b and pushes first.
+    d.kg_in(&other)
+        .args(["-n", "team-b", "stage"])
+        .arg(sample("destination-rule-reviews.yaml"))
+        .ok();
+    d.kg_in(&other)
+        .args(["commit", "-m", "team-b reviews"])
+        .ok();
+    d.kg_in(&other).arg("push").ok();
+    let theirs = rev(&d, &other, "HEAD");
+
+    // We change team-a, two commits, and push: rejected, rebased, pushed.
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-all.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "team-a subsets"]).ok();
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("virtual-service-all-v1.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "team-a routes"]).ok();
+    let out = d.kg().arg("push").ok();
+    assert!(out.contains("rebased onto them 1 time(s)"), "{out}");
+
+    let ours = rev(&d, &d.repo, "HEAD");
+    assert_eq!(rev(&d, &bare, "main"), ours);
+    // Linear history: our two commits on top of theirs, trailers kept.
+    assert_eq!(rev(&d, &d.repo, "HEAD~2"), theirs);
+    assert_eq!(
+        d.git(&["log", "--format=%s", "-3"]),
+        "team-a routes\nteam-a subsets\nteam-b reviews\n"
+    );
+    assert_eq!(d.trailers("HEAD~1", "Gitops-Namespace"), ["team-a"]);
+    // Their file is in our working tree now, and nothing is left over.
+    assert!(
+        d.path("namespaces/team-b/destinationrule-reviews.yaml")
+            .is_file()
+    );
+    d.assert_clean();
+    assert_eq!(
+        d.git(&["rev-parse", "refs/remotes/origin/main"]).trim(),
+        ours
+    );
+}
+
+#[test]
+fn push_with_a_true_conflict_fails_cleanly() {
+    let d = Dir::new();
+    let (bare, other) = remote_and_clone(&d);
+    // A shared starting point: reviews on v1, in both clones.
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("virtual-service-all-v1.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "all v1"]).ok();
+    d.kg().arg("push").ok();
+    d.git_in(&other, &["pull", "-q", "--ff-only"]);
+
+    // They send 50% to v3 and push; we send 20% to v2.
+    d.kg_in(&other)
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("virtual-service-reviews-50-v3.yaml"))
+        .ok();
+    d.kg_in(&other)
+        .args(["commit", "-m", "reviews 50% v3"])
+        .ok();
+    d.kg_in(&other).arg("push").ok();
+    let theirs = rev(&d, &other, "HEAD");
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("virtual-service-reviews-80-20.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "reviews 20% v2"]).ok();
+    let ours = rev(&d, &d.repo, "HEAD");
+    let before = std::fs::read(d.path("namespaces/team-a/virtualservice-reviews.yaml")).unwrap();
+
+    let err = d.kg().arg("push").expect(2).stderr;
+    assert!(
+        err.starts_with("error: push rejected: your commit"),
+        "{err}"
+    );
+    assert!(err.contains("(\"reviews 20% v2\") conflicts with the remote's changes to namespaces/team-a/virtualservice-reviews.yaml"), "{err}");
+    assert!(err.contains("git pull --rebase"), "{err}");
+
+    // Nothing moved: our branch, our files, the remote; no rebase in progress.
+    assert_eq!(rev(&d, &d.repo, "HEAD"), ours);
+    assert_eq!(rev(&d, &bare, "main"), theirs);
+    assert_eq!(
+        std::fs::read(d.path("namespaces/team-a/virtualservice-reviews.yaml")).unwrap(),
+        before
+    );
+    assert!(!d.path(".git/rebase-merge").exists() && !d.path(".git/rebase-apply").exists());
+    assert!(!d.path(".git/index.lock").exists());
+    d.assert_clean();
+}
