@@ -1,0 +1,778 @@
+//! The reconcile loop: watch -> load -> plan -> apply -> report, one revision
+//! at a time, for one namespace.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use gitops_shared::{
+    ObjectKey,
+    plan::{Action, Drift, Plan, kinds_in_use},
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, api::DynamicObject};
+use tokio::{net::TcpListener, time::Instant};
+use tracing::{Instrument as _, debug, field, info, info_span, warn};
+
+use crate::{
+    apply::{Applied, Applier},
+    cluster::{self, Clients},
+    config::{Config, Source},
+    load::{self, LoadFailure, Loaded},
+    plan,
+    report::{Metrics, Phase, Reporter, SyncStatus, status::rfc3339},
+    server::{self, Health},
+    watch::{self, AbortOnDrop, DriftWatches, SharedTracked, Wake, Waker, Window},
+};
+
+/// How one reconcile ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied (or nothing to do); drift may remain with `--no-self-heal`.
+    Synced,
+    /// `spec.suspend`: nothing written but the status.
+    Suspended,
+    /// git-sync has not published a revision yet.
+    Waiting,
+    /// Refused or failed; `retry_soon` when the cause may pass by itself.
+    Failed { retry_soon: bool },
+}
+
+impl Outcome {
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Synced | Outcome::Suspended)
+    }
+}
+
+/// A failure to report: phase Failed, a condition reason, a metric label.
+struct Failure {
+    reason: &'static str,
+    result: &'static str,
+    message: String,
+    retry_soon: bool,
+    /// Report it in the status; not when the API server itself is failing
+    /// (the write would fail, or hang, the same way).
+    report: bool,
+}
+
+/// One pass that got as far as applying, for the report.
+struct Pass<'a> {
+    revision: &'a str,
+    plan: &'a Plan,
+    applied: &'a Applied,
+    did_apply: bool,
+    digest: String,
+    generation: Option<i64>,
+    now: Timestamp,
+}
+
+/// One namespace's agent.
+#[derive(Debug)]
+pub struct Agent {
+    cfg: Config,
+    reporter: Reporter,
+    applier: Applier,
+    clients: Clients,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    /// What is reported; carries the inventory across reconciles.
+    status: SyncStatus,
+    /// The status was read back from the cluster (inventory known).
+    initialized: bool,
+    /// Digest of the desired set last applied in full.
+    applied_digest: Option<String>,
+    tracked: SharedTracked,
+    drift_watches: Option<DriftWatches>,
+    last_printed: Option<String>,
+}
+
+impl Agent {
+    pub fn new(
+        cfg: Config,
+        clients: Clients,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+    ) -> Self {
+        let tracked = SharedTracked::default();
+        let applier = Applier {
+            client: clients.requests.clone(),
+            namespace: cfg.namespace.clone(),
+            field_manager: cfg.field_manager.clone(),
+            concurrency: cfg.concurrency,
+            stopping: Arc::new(AtomicBool::new(false)),
+            tracked: Some(tracked.clone()),
+        };
+        Self {
+            reporter: Reporter::new(
+                clients.requests.clone(),
+                &cfg.namespace,
+                &cfg.name,
+                &cfg.field_manager,
+            ),
+            applier,
+            clients,
+            metrics,
+            ready,
+            status: SyncStatus::default(),
+            initialized: false,
+            applied_digest: None,
+            tracked,
+            drift_watches: None,
+            last_printed: None,
+            cfg,
+        }
+    }
+
+    /// Start API watches on the kinds in use (long-running mode only).
+    pub fn enable_drift_watches(&mut self, waker: Waker) {
+        self.drift_watches = Some(DriftWatches::new(
+            self.clients.watches.clone(),
+            &self.cfg.namespace,
+            waker,
+            self.tracked.clone(),
+        ));
+    }
+
+    /// Stop retrying writes (SIGTERM); what is in flight finishes.
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.applier.stopping.clone()
+    }
+
+    /// One pass of the loop.
+    pub async fn reconcile(&mut self, wake: Wake) -> Outcome {
+        let span = info_span!("sync", namespace = %self.cfg.namespace, revision = field::Empty);
+        let started = std::time::Instant::now();
+        let outcome = self
+            .reconcile_inner(wake, &span)
+            .instrument(span.clone())
+            .await;
+        let result = match outcome {
+            Ok((outcome, result)) => {
+                if let Some(result) = result {
+                    self.metrics.observe_sync(result, started.elapsed());
+                }
+                outcome
+            }
+            Err(failure) => {
+                self.metrics.observe_sync(failure.result, started.elapsed());
+                let _enter = span.enter();
+                warn!(reason = failure.reason, message = %failure.message, "sync failed");
+                self.report_failure(&failure).await;
+                Outcome::Failed {
+                    retry_soon: failure.retry_soon,
+                }
+            }
+        };
+        debug!(
+            ?result,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reconcile done"
+        );
+        result
+    }
+
+    async fn reconcile_inner(
+        &mut self,
+        wake: Wake,
+        span: &tracing::Span,
+    ) -> Result<(Outcome, Option<&'static str>), Failure> {
+        // 1. load (blocking file I/O)
+        let cfg = self.cfg.clone();
+        let loaded = tokio::task::spawn_blocking(move || load::load(&cfg))
+            .await
+            .map_err(|e| Failure {
+                reason: "InternalError",
+                result: "error",
+                message: format!("loading the revision panicked: {e}"),
+                retry_soon: true,
+                report: true,
+            })?;
+        let loaded: Loaded = match loaded {
+            Ok(l) => l,
+            Err(LoadFailure::NoLink { link }) => {
+                info!(link = %link.display(), "waiting for git-sync to publish a revision");
+                return Ok((Outcome::Waiting, None));
+            }
+            Err(e @ LoadFailure::Unstable { .. }) => {
+                warn!(error = %e, "revision not read");
+                return Ok((Outcome::Failed { retry_soon: true }, Some("error")));
+            }
+            Err(e) => {
+                return Err(Failure {
+                    reason: "RepoUnreadable",
+                    result: "error",
+                    message: e.to_string(),
+                    retry_soon: true,
+                    report: true,
+                });
+            }
+        };
+        span.record("revision", loaded.revision.as_str());
+        if wake.control {
+            self.reporter.forget();
+        }
+
+        // 2. the GitOpsSync: suspend, and (once) the inventory of the last run
+        let control = self
+            .reporter
+            .read()
+            .await
+            .map_err(|e| api_failure(&e, "reading the GitOpsSync"))?;
+        if !self.initialized {
+            self.status = control.status.clone();
+            self.reporter.assume_written(&control.status);
+            info!(
+                inventory = self.status.inventory.len(),
+                revision = %self.status.revision,
+                "read the inventory of the last run"
+            );
+            self.initialized = true;
+        }
+        let mut generation = control.generation;
+        if !control.exists && !self.cfg.dry_run {
+            generation = self.reporter.ensure().await.map_err(|e| {
+                let mut failure = api_failure(&e, "creating the GitOpsSync");
+                if cluster::status_code(&e) == Some(404) {
+                    failure.message.push_str(
+                        "; is the GitOpsSync CRD installed? (manifests/crds/gitopssync.yaml)",
+                    );
+                }
+                failure
+            })?;
+            self.reporter.forget();
+        }
+        self.status.observed_revision = loaded.revision.clone();
+
+        // 3. a broken revision is refused whole
+        let desired = match (&loaded.desired, loaded.refusal()) {
+            (Ok(desired), None) => desired,
+            (_, refusal) => {
+                return Err(Failure {
+                    reason: "InvalidRevision",
+                    result: "invalid",
+                    message: format!(
+                        "revision {} refused; nothing applied or pruned:\n{}",
+                        loaded.revision,
+                        refusal.unwrap_or_default()
+                    ),
+                    retry_soon: false,
+                    report: true,
+                });
+            }
+        };
+
+        // 4. plan against the live objects of the kinds in use
+        let inventory = self.status.inventory_keys();
+        let kinds = kinds_in_use(desired, &inventory);
+        if let Some(watches) = &mut self.drift_watches {
+            watches.set_kinds(&kinds);
+        }
+        if let Ok(mut t) = self.tracked.lock() {
+            t.keys = desired
+                .manifests
+                .iter()
+                .map(|m| m.key())
+                .chain(inventory.iter().cloned())
+                .collect();
+        }
+        let live = plan::live_objects(&self.clients.requests, &self.cfg.namespace, &kinds)
+            .await
+            .map_err(|e| api_failure(&e, "listing live objects"))?;
+        let plan = plan::make(&loaded.desired, &live, &inventory).map_err(|refusal| Failure {
+            reason: "PruneRefused",
+            result: "refused",
+            message: format!(
+                "revision {}: {refusal}; nothing applied or pruned",
+                loaded.revision
+            ),
+            retry_soon: false,
+            report: true,
+        })?;
+        let digest = plan::desired_digest(&plan);
+        self.metrics.set_objects(&[
+            ("create", plan.count(Action::Create)),
+            ("update", plan.count(Action::Update)),
+            ("unchanged", plan.count(Action::Unchanged)),
+            ("prune", plan.count(Action::Prune)),
+        ]);
+
+        if self.cfg.dry_run {
+            let text = plan::render(&plan, &self.cfg.namespace, &loaded.revision, self.cfg.prune);
+            if self.last_printed.as_deref() != Some(text.as_str()) {
+                print!("{text}");
+                self.last_printed = Some(text);
+            }
+            self.metrics.set_drifted(plan.drift.len());
+            return Ok((Outcome::Synced, Some("success")));
+        }
+
+        let now = Timestamp::now();
+        // 5. suspended: report, write nothing else
+        if control.suspend {
+            self.report_suspended(&plan, generation, now).await;
+            return Ok((Outcome::Suspended, Some("suspended")));
+        }
+
+        // 6. apply: a new desired set always; drift only with self-heal
+        let pending = match &self.applied_digest {
+            Some(d) => *d != digest,
+            // After a restart: a commit (or content digest) names its content,
+            // so the revision the status reports is applied; a dirty plain
+            // checkout is not known to be.
+            None => self.status.revision != loaded.revision || loaded.revision.ends_with("-dirty"),
+        };
+        let writes = !plan.apply.is_empty() || (self.cfg.prune && !plan.prune.is_empty());
+        let do_apply = writes && (pending || self.cfg.self_heal);
+        let mut applied = Applied::default();
+        if do_apply {
+            if pending {
+                self.status.set_phase(
+                    Phase::Progressing,
+                    "Progressing",
+                    &format!(
+                        "applying revision {}: {} to create, {} to update, {} to prune",
+                        loaded.revision,
+                        plan.count(Action::Create),
+                        plan.count(Action::Update),
+                        if self.cfg.prune { plan.prune.len() } else { 0 }
+                    ),
+                    generation,
+                    now,
+                );
+                self.write_status().await;
+            }
+            applied = match self.applier.apply(&plan, self.cfg.prune).await {
+                Ok(applied) => applied,
+                Err(e) => {
+                    let mut keys: BTreeSet<ObjectKey> = inventory.iter().cloned().collect();
+                    keys.extend(e.done.written.iter().map(|(k, _, _)| k.clone()));
+                    for k in &e.done.pruned {
+                        keys.remove(k);
+                    }
+                    self.status.set_inventory(&keys);
+                    return Err(Failure {
+                        reason: "ApplyFailed",
+                        result: "apply_failed",
+                        message: format!("revision {} not applied:\n{e}", loaded.revision),
+                        retry_soon: e.is_transient(),
+                        report: true,
+                    });
+                }
+            };
+        }
+
+        // 7. report success
+        self.report_synced(Pass {
+            revision: &loaded.revision,
+            plan: &plan,
+            applied: &applied,
+            did_apply: do_apply,
+            digest,
+            generation,
+            now,
+        })
+        .await;
+        Ok((Outcome::Synced, Some("success")))
+    }
+
+    async fn report_suspended(&mut self, plan: &Plan, generation: Option<i64>, now: Timestamp) {
+        let changes = plan.apply.len() + if self.cfg.prune { plan.prune.len() } else { 0 };
+        self.status.set_drift(&plan.drift);
+        self.status.set_phase(
+            Phase::Suspended,
+            "Suspended",
+            &format!(
+                "suspended by spec.suspend: {changes} change(s) not applied, {} object(s) drifted",
+                plan.drift.len()
+            ),
+            generation,
+            now,
+        );
+        self.metrics.set_drifted(plan.drift.len());
+        self.write_status().await;
+        info!(
+            changes,
+            drifted = plan.drift.len(),
+            "suspended; nothing applied"
+        );
+    }
+
+    /// Status, metrics and readiness after a pass that wrote what it had to.
+    async fn report_synced(&mut self, pass: Pass<'_>) {
+        let Pass {
+            revision,
+            plan,
+            applied,
+            did_apply,
+            digest,
+            generation,
+            now,
+        } = pass;
+        let handled: BTreeSet<&ObjectKey> = applied
+            .written
+            .iter()
+            .map(|(k, _, _)| k)
+            .chain(&applied.pruned)
+            .collect();
+        let remaining: Vec<&Drift> = plan
+            .drift
+            .iter()
+            .filter(|d| !handled.contains(&d.key))
+            .collect();
+        let healed = plan.drift.len() - remaining.len();
+        // What the agent owns: the desired set, and what it may not prune.
+        let mut owned: BTreeSet<ObjectKey> = plan.desired.iter().cloned().collect();
+        owned.extend(
+            plan.prune
+                .iter()
+                .filter(|s| !applied.pruned.contains(&s.key))
+                .map(|s| s.key.clone()),
+        );
+        self.status.set_inventory(&owned);
+        self.status.set_drift(remaining.iter().copied());
+        let new_revision = self.status.revision != revision;
+        self.status.revision = revision.to_string();
+        if did_apply || new_revision || self.status.synced_at.is_none() {
+            self.status.synced_at = Some(rfc3339(now));
+        }
+        self.applied_digest = Some(digest);
+        let (phase, mut message) = summary(plan, applied, &remaining, healed, revision, &self.cfg);
+        if !did_apply
+            && !new_revision
+            && phase == Phase::Synced
+            && self.status.phase == Phase::Synced
+        {
+            // Nothing happened: keep the summary of the last sync (and so
+            // write no status at all).
+            message = self.status.message.clone();
+        }
+        self.status
+            .set_phase(phase, phase.as_str(), &message, generation, now);
+        self.write_status().await;
+
+        self.metrics.set_objects(&[("managed", owned.len())]);
+        self.metrics.set_drifted(remaining.len());
+        self.metrics.set_synced(unix_now(), revision);
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            info!("first sync done; ready");
+        }
+        if did_apply || new_revision || !remaining.is_empty() {
+            info!(
+                phase = %phase,
+                created = applied.count(Action::Create),
+                updated = applied.count(Action::Update),
+                pruned = applied.count(Action::Prune),
+                unchanged = plan.count(Action::Unchanged),
+                drifted = remaining.len(),
+                healed,
+                "{message}"
+            );
+        } else {
+            debug!(unchanged = plan.count(Action::Unchanged), "in sync");
+        }
+    }
+
+    async fn report_failure(&mut self, failure: &Failure) {
+        if self.cfg.dry_run {
+            eprintln!("error: {}", failure.message);
+            return;
+        }
+        if !self.initialized || !failure.report {
+            // Without the last run's status, writing one would drop its
+            // inventory; and a failing API server cannot take the write.
+            return;
+        }
+        self.status.set_phase(
+            Phase::Failed,
+            failure.reason,
+            &failure.message,
+            self.status
+                .conditions
+                .first()
+                .and_then(|c| c.observed_generation),
+            Timestamp::now(),
+        );
+        self.write_status().await;
+    }
+
+    async fn write_status(&mut self) {
+        match self.reporter.write(&self.status).await {
+            Ok(true) => debug!(phase = %self.status.phase, "status written"),
+            Ok(false) => {}
+            Err(e) => warn!(error = %cluster::describe(&e), "status not written"),
+        }
+    }
+}
+
+fn api_failure(e: &kube::Error, doing: &str) -> Failure {
+    Failure {
+        reason: "ApiError",
+        result: "error",
+        message: format!("{doing}: {}", cluster::describe(e)),
+        retry_soon: cluster::is_transient(e),
+        report: !cluster::is_transient(e),
+    }
+}
+
+fn summary(
+    plan: &Plan,
+    applied: &Applied,
+    remaining: &[&Drift],
+    healed: usize,
+    revision: &str,
+    cfg: &Config,
+) -> (Phase, String) {
+    let mut message = if applied.written.is_empty() && applied.pruned.is_empty() {
+        format!(
+            "revision {revision}: {} object(s) in sync",
+            plan.desired.len()
+        )
+    } else {
+        format!(
+            "revision {revision}: {} created, {} updated, {} pruned, {} unchanged",
+            applied.count(Action::Create),
+            applied.count(Action::Update),
+            applied.count(Action::Prune),
+            plan.count(Action::Unchanged)
+        )
+    };
+    if healed > 0 {
+        message.push_str(&format!("; healed {healed} drifted object(s)"));
+    }
+    if remaining.is_empty() {
+        return (Phase::Synced, message);
+    }
+    let why = if !cfg.self_heal {
+        "self-heal is off"
+    } else {
+        "pruning is off"
+    };
+    message.push_str(&format!(
+        "; {} object(s) drifted from Git ({why}):",
+        remaining.len()
+    ));
+    for d in remaining {
+        message.push_str(&format!("\n{}: {}", d.key, d.reason));
+    }
+    (Phase::Drifted, message)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Log the effective configuration once.
+fn log_config(cfg: &Config, clients: &Clients) {
+    let (repo, link) = match &cfg.source {
+        Source::Link { root, link } => (root.display().to_string(), link.display().to_string()),
+        Source::Plain { dir } => (dir.display().to_string(), String::new()),
+    };
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespace = %cfg.namespace,
+        repo,
+        link,
+        path = cfg.base_path.as_deref().unwrap_or("(from .gitops/config.yaml, else namespaces)"),
+        name = %cfg.name,
+        field_manager = %cfg.field_manager,
+        resync_seconds = cfg.resync.as_secs_f64(),
+        self_heal = cfg.self_heal,
+        prune = cfg.prune,
+        allow_kinds = ?cfg.policy.allowed_kinds,
+        root_namespace = %cfg.policy.root_namespace,
+        strict = cfg.strict,
+        once = cfg.once,
+        dry_run = cfg.dry_run,
+        listen = ?cfg.listen,
+        concurrency = cfg.concurrency,
+        server = %clients.url,
+        "sync-agent starting"
+    );
+}
+
+/// Delay before retrying a failed reconcile: 1 s doubling, at most the
+/// resync period (and at most a minute).
+#[derive(Debug)]
+struct RetryDelay {
+    next: Duration,
+    max: Duration,
+}
+
+impl RetryDelay {
+    fn new(resync: Duration) -> Self {
+        Self {
+            next: Duration::from_secs(1),
+            max: resync
+                .min(Duration::from_secs(60))
+                .max(Duration::from_millis(100)),
+        }
+    }
+
+    fn take(&mut self) -> Duration {
+        let d = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::from_secs(1);
+    }
+}
+
+/// Run the agent until SIGTERM/SIGINT (or once, with `--once`). Returns
+/// whether it succeeded (`--once`: the exit code).
+pub async fn run(cfg: Config) -> anyhow::Result<bool> {
+    if let Source::Plain { dir } | Source::Link { root: dir, .. } = &cfg.source
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--repo {}: no such folder", dir.display());
+    }
+    let clients = cluster::connect(cfg.kubeconfig.as_deref(), &cfg.namespace).await?;
+    log_config(&cfg, &clients);
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut agent = Agent::new(cfg.clone(), clients.clone(), metrics.clone(), ready.clone());
+
+    if cfg.once {
+        let outcome = agent.reconcile(Wake::default()).await;
+        if outcome == Outcome::Waiting {
+            eprintln!("error: no revision to sync: the link does not exist yet");
+        }
+        return Ok(outcome.is_success());
+    }
+
+    let _server = match cfg.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--listen {addr}"))?;
+            info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+            Some(AbortOnDrop(tokio::spawn(server::serve(
+                listener,
+                Health {
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                },
+            ))))
+        }
+        None => None,
+    };
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = agent.stopping();
+    let _signals = AbortOnDrop(tokio::spawn(async move {
+        wait_for_signal().await;
+        stopping.store(true, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        // keep the sender alive: a dropped sender also wakes the loop
+        std::future::pending::<()>().await;
+    }));
+
+    let (waker, mut wake_rx) = Waker::new();
+    let _fs = watch::watch_source(&cfg.source, waker.clone(), Window::default())
+        .with_context(|| format!("watching --repo {}", cfg.source.root().display()))?;
+    agent.enable_drift_watches(waker.clone());
+    let gos: Api<DynamicObject> = Api::namespaced_with(
+        clients.watches.clone(),
+        &cfg.namespace,
+        &cluster::gitopssync_resource(),
+    );
+    let _control = AbortOnDrop(tokio::spawn(watch::control_watch(
+        gos,
+        cfg.name.clone(),
+        waker.clone(),
+    )));
+
+    let mut resync = tokio::time::interval_at(Instant::now() + cfg.resync, cfg.resync);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = RetryDelay::new(cfg.resync);
+    let mut wake = Wake {
+        revision: true,
+        ..Wake::default()
+    };
+    loop {
+        let outcome = agent.reconcile(wake).await;
+        let next_retry = match outcome {
+            Outcome::Failed { retry_soon: true } => {
+                let delay = retry.take();
+                debug!(?delay, "retrying after a transient failure");
+                Some(Instant::now() + delay)
+            }
+            _ => {
+                retry.reset();
+                None
+            }
+        };
+        if *stop_rx.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = stop_rx.changed() => break,
+            _ = wake_rx.changed() => {
+                wake = waker.take(&mut wake_rx);
+                debug!(?wake, "woken");
+            }
+            _ = resync.tick() => {
+                wake = Wake::default();
+                debug!("resync");
+            }
+            _ = async {
+                match next_retry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => watch::pending::<()>().await,
+                }
+            } => {
+                wake = Wake::default();
+            }
+        }
+    }
+    info!("signal received; stopped after finishing the current sync");
+    Ok(true)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_resync_period() {
+        let mut r = RetryDelay::new(Duration::from_secs(5));
+        let delays: Vec<_> = (0..5).map(|_| r.take().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+        r.reset();
+        assert_eq!(r.take().as_secs(), 1);
+    }
+
+    #[test]
+    fn only_synced_and_suspended_succeed() {
+        assert!(Outcome::Synced.is_success());
+        assert!(Outcome::Suspended.is_success());
+        assert!(!Outcome::Waiting.is_success());
+        assert!(!Outcome::Failed { retry_soon: true }.is_success());
+    }
+}

@@ -1,0 +1,272 @@
+//! Write a plan: server-side apply of every create and update, rank by rank
+//! (Istio's make-before-break: DestinationRule ... VirtualService), with
+//! bounded parallelism inside a rank; then prunes in prune order. Transient
+//! API errors are retried with exponential backoff and jitter; a rank that
+//! fails stops the apply, so a route never goes out before its subsets.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use gitops_shared::{
+    ObjectKey,
+    kinds::split_api_version,
+    plan::{Action, Plan, Step},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, ValidationDirective},
+};
+use tokio::{sync::Semaphore, task::JoinSet};
+use tracing::{debug, info, warn};
+
+use crate::{cluster, watch::SharedTracked};
+
+/// What was written.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    /// Objects applied, with the resource version the write produced.
+    pub written: Vec<(ObjectKey, Action, Option<String>)>,
+    pub pruned: Vec<ObjectKey>,
+}
+
+impl Applied {
+    pub fn count(&self, action: Action) -> usize {
+        match action {
+            Action::Prune => self.pruned.len(),
+            _ => self.written.iter().filter(|(_, a, _)| *a == action).count(),
+        }
+    }
+}
+
+/// One object that could not be written.
+#[derive(Debug)]
+pub struct ObjectFailure {
+    pub key: ObjectKey,
+    pub action: Action,
+    pub error: kube::Error,
+}
+
+impl fmt::Display for ObjectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.action {
+            Action::Prune => "prune",
+            _ => "apply",
+        };
+        write!(f, "{verb} {}: {}", self.key, cluster::describe(&self.error))
+    }
+}
+
+/// An apply that stopped part-way; `done` is what was written before.
+#[derive(Debug, thiserror::Error)]
+pub struct ApplyError {
+    pub failures: Vec<ObjectFailure>,
+    pub done: Applied,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, failure) in self.failures.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{failure}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ApplyError {
+    /// Whether retrying soon may help: every failure was the server's trouble.
+    pub fn is_transient(&self) -> bool {
+        self.failures
+            .iter()
+            .all(|f| cluster::is_transient(&f.error))
+    }
+}
+
+/// Writes plans into one namespace.
+#[derive(Clone)]
+pub struct Applier {
+    pub client: Client,
+    pub namespace: String,
+    pub field_manager: String,
+    pub concurrency: usize,
+    /// Set on SIGTERM: finish what is in flight, retry nothing more.
+    pub stopping: Arc<AtomicBool>,
+    /// Where each write's resource version is recorded as it lands, so the
+    /// drift watches can tell the agent's own echo from someone's edit.
+    pub tracked: Option<SharedTracked>,
+}
+
+impl fmt::Debug for Applier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Applier")
+            .field("namespace", &self.namespace)
+            .field("field_manager", &self.field_manager)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Applier {
+    /// Apply the plan's creates and updates, then (when `prune`) its prunes.
+    pub async fn apply(&self, plan: &Plan, prune: bool) -> Result<Applied, ApplyError> {
+        let mut done = Applied::default();
+        let mut ranks: BTreeMap<u8, Vec<&Step>> = BTreeMap::new();
+        for step in &plan.apply {
+            ranks.entry(step.kind.apply_rank).or_default().push(step);
+        }
+        for steps in ranks.values() {
+            let mut tasks = JoinSet::new();
+            let permits = Arc::new(Semaphore::new(self.concurrency));
+            for step in steps {
+                let (Some(object), key, action) =
+                    (step.object.clone(), step.key.clone(), step.action)
+                else {
+                    continue;
+                };
+                let (_, version) = split_api_version(object["apiVersion"].as_str().unwrap_or(""));
+                let version = if step.kind.serves(version) {
+                    version
+                } else {
+                    step.kind.preferred
+                };
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    &self.namespace,
+                    &cluster::api_resource(step.kind, version),
+                );
+                let params = PatchParams {
+                    field_validation: Some(ValidationDirective::Strict),
+                    ..PatchParams::apply(&self.field_manager).force()
+                };
+                let permits = permits.clone();
+                let stopping = self.stopping.clone();
+                let tracked = self.tracked.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let result = cluster::call(
+                        || async {
+                            let written = api
+                                .patch(&key.name, &params, &Patch::Apply(&object))
+                                .await?;
+                            if let (Some(tracked), Some(rv)) =
+                                (&tracked, &written.metadata.resource_version)
+                                && let Ok(mut t) = tracked.lock()
+                            {
+                                t.own_writes.insert(key.clone(), rv.clone());
+                            }
+                            Ok(written)
+                        },
+                        Some(&stopping),
+                    )
+                    .await;
+                    (key, action, result.map(|o| o.metadata.resource_version))
+                });
+            }
+            let mut failures = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                let Ok((key, action, result)) = joined else {
+                    continue; // a panicked task: nothing was written by it that we know of
+                };
+                match result {
+                    Ok(rv) => {
+                        info!(kind = %key.kind, name = %key.name, action = action.as_str(), "applied");
+                        done.written.push((key, action, rv));
+                    }
+                    Err(error) => {
+                        warn!(kind = %key.kind, name = %key.name, error = %cluster::describe(&error), "apply failed");
+                        failures.push(ObjectFailure { key, action, error });
+                    }
+                }
+            }
+            if !failures.is_empty() {
+                failures.sort_by(|a, b| a.key.cmp(&b.key));
+                return Err(ApplyError { failures, done });
+            }
+        }
+        if prune {
+            self.prune(plan, done).await
+        } else {
+            Ok(done)
+        }
+    }
+
+    async fn prune(&self, plan: &Plan, mut done: Applied) -> Result<Applied, ApplyError> {
+        // prune order: highest rank (VirtualService) first, one rank at a time
+        let mut ranks: Vec<(u8, Vec<&Step>)> = Vec::new();
+        for step in &plan.prune {
+            match ranks.last_mut() {
+                Some((rank, steps)) if *rank == step.kind.apply_rank => steps.push(step),
+                _ => ranks.push((step.kind.apply_rank, vec![step])),
+            }
+        }
+        for (_, steps) in ranks {
+            let mut tasks = JoinSet::new();
+            let permits = Arc::new(Semaphore::new(self.concurrency));
+            for step in steps {
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    &self.namespace,
+                    &cluster::api_resource(step.kind, step.kind.preferred),
+                );
+                // Delete exactly the object the plan saw: if someone deleted
+                // and re-created it since, it is theirs now.
+                let uid = step
+                    .live
+                    .as_ref()
+                    .and_then(|l| l["metadata"]["uid"].as_str())
+                    .map(str::to_string);
+                let params = DeleteParams {
+                    preconditions: uid.map(|uid| Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let key = step.key.clone();
+                let permits = permits.clone();
+                let stopping = self.stopping.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let result =
+                        cluster::call(|| api.delete(&key.name, &params), Some(&stopping)).await;
+                    (key, result.map(|_| ()))
+                });
+            }
+            let mut failures = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                let Ok((key, result)) = joined else { continue };
+                match result {
+                    Ok(()) => {
+                        info!(kind = %key.kind, name = %key.name, action = "prune", "pruned");
+                        done.pruned.push(key);
+                    }
+                    Err(e) if cluster::status_code(&e) == Some(404) => {
+                        debug!(kind = %key.kind, name = %key.name, "already gone");
+                        done.pruned.push(key);
+                    }
+                    Err(e) if cluster::status_code(&e) == Some(409) => {
+                        info!(kind = %key.kind, name = %key.name, "re-created by someone else since the plan; left alone");
+                    }
+                    Err(error) => {
+                        warn!(kind = %key.kind, name = %key.name, error = %cluster::describe(&error), "prune failed");
+                        failures.push(ObjectFailure {
+                            key,
+                            action: Action::Prune,
+                            error,
+                        });
+                    }
+                }
+            }
+            if !failures.is_empty() {
+                failures.sort_by(|a, b| a.key.cmp(&b.key));
+                return Err(ApplyError { failures, done });
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,37 @@
+//! `sync-agent`: the per-namespace sidecar of kubectl-gitops (DESIGN.md,
+//! "sync-agent (contract)").
+//!
+//! A pipeline, one module per stage: [`watch`] (what wakes the loop),
+//! [`load`] (one consistent revision), [`plan`] (desired against live, with
+//! the shared core), [`apply`] (server-side apply, prune), [`report`]
+//! (`GitOpsSync` status and metrics), [`server`] (`/metrics`, `/healthz`,
+//! `/readyz`); [`agent`] runs them in a loop and [`config`] holds the flags.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod apply;
+pub mod cluster;
+pub mod config;
+pub mod load;
+pub mod plan;
+pub mod report;
+pub mod server;
+pub mod watch;
+
+pub use agent::run;
+pub use config::{Args, Config, LogFormat};
+
+/// Log to stderr (stdout carries `--dry-run` plans), filtered by `RUST_LOG`
+/// (default `info`), as plain text or JSON lines.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

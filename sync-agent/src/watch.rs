@@ -1,0 +1,494 @@
+//! Everything that wakes the reconcile loop: the git-sync volume (or plain
+//! folder) through inotify, the Istio objects of the kinds in use and the
+//! agent's own `GitOpsSync` through API watches.
+//!
+//! Wake-ups are flags in a [`tokio::sync::watch`] channel ([`Wake`]): however
+//! many arrive while a reconcile runs, the loop runs once more and reads the
+//! newest state. That is how a burst of revisions collapses to the latest one
+//! (git-sync's own `pkg/hook` does the same with a one-slot channel).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    future::Future,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use gitops_shared::{IstioKind, ObjectKey, normalize::is_owned_by};
+use kube::{
+    Api, Client,
+    api::DynamicObject,
+    runtime::{WatchStreamExt, watcher},
+};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::{cluster, config::Source};
+
+/// Why the loop should run again. Flags accumulate until the loop takes them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Wake {
+    /// The link moved (or a plain folder changed).
+    pub revision: bool,
+    /// An object of a kind in use changed in the cluster.
+    pub drift: bool,
+    /// The `GitOpsSync` object's spec changed (suspend/resume) or it was deleted.
+    pub control: bool,
+}
+
+impl Wake {
+    pub fn any(&self) -> bool {
+        self.revision || self.drift || self.control
+    }
+}
+
+/// The sending side of the wake-up channel; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Waker(Arc<watch::Sender<Wake>>);
+
+impl Waker {
+    pub fn new() -> (Self, watch::Receiver<Wake>) {
+        let (tx, rx) = watch::channel(Wake::default());
+        (Self(Arc::new(tx)), rx)
+    }
+
+    pub fn revision(&self) {
+        self.0.send_modify(|w| w.revision = true);
+    }
+
+    pub fn drift(&self) {
+        self.0.send_modify(|w| w.drift = true);
+    }
+
+    pub fn control(&self) {
+        self.0.send_modify(|w| w.control = true);
+    }
+
+    /// Take the accumulated flags, leaving none; `rx` is marked as seen.
+    pub fn take(&self, rx: &mut watch::Receiver<Wake>) -> Wake {
+        let wake = self.0.send_replace(Wake::default());
+        rx.borrow_and_update();
+        wake
+    }
+}
+
+/// How events are coalesced: wait until `quiet` passes without one, but
+/// never longer than `max` after the first.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub quiet: Duration,
+    pub max: Duration,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            quiet: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Collapse bursts of events on `events` into calls of `settled`: one call
+/// per burst, after the burst went quiet. Returns when `events` closes.
+pub async fn coalesce(
+    mut events: mpsc::UnboundedReceiver<()>,
+    window: Window,
+    mut settled: impl FnMut(),
+) {
+    while events.recv().await.is_some() {
+        let deadline = tokio::time::Instant::now() + window.max;
+        loop {
+            let until = (tokio::time::Instant::now() + window.quiet).min(deadline);
+            match tokio::time::timeout_at(until, events.recv()).await {
+                Ok(Some(())) if tokio::time::Instant::now() < deadline => continue,
+                Ok(Some(())) | Err(_) => break,
+                Ok(None) => {
+                    settled();
+                    return;
+                }
+            }
+        }
+        settled();
+    }
+}
+
+/// Where `link` points, as an absolute path (git-sync writes it relative:
+/// `.worktrees/<sha>`).
+pub fn read_link(link: &Path) -> std::io::Result<PathBuf> {
+    let target = std::fs::read_link(link)?;
+    Ok(if target.is_absolute() {
+        target
+    } else {
+        link.parent().unwrap_or(Path::new(".")).join(target)
+    })
+}
+
+/// Watches the volume; dropping it stops the watch.
+#[derive(Debug)]
+pub struct FsWatch {
+    _watcher: RecommendedWatcher,
+    _task: AbortOnDrop,
+}
+
+/// Watch the revision source and wake the loop on a new revision.
+///
+/// git-sync mode watches the link's parent folder, not the link (inotify
+/// would follow it to the old tree), and wakes only when `readlink` gives a
+/// new target. Plain mode watches the folder recursively and wakes on any
+/// change. Either way a missed event is not fatal: every resync tick reads
+/// the link again.
+pub fn watch_source(source: &Source, waker: Waker, window: Window) -> notify::Result<FsWatch> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            Ok(event) if event.kind.is_access() => {}
+            Ok(_) => {
+                let _ = tx.send(());
+            }
+            // An overflowed queue means events were lost: look anyway.
+            Err(error) => {
+                warn!(%error, "file watch error");
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    let task = match source {
+        Source::Link { link, .. } => {
+            let parent = link.parent().unwrap_or(Path::new(".")).to_path_buf();
+            watcher.watch(&parent, RecursiveMode::NonRecursive)?;
+            let link = link.clone();
+            let mut last = read_link(&link).ok();
+            tokio::spawn(coalesce(rx, window, move || {
+                let now = read_link(&link).ok();
+                if now != last {
+                    debug!(target = ?now, "link moved");
+                    last = now;
+                    waker.revision();
+                }
+            }))
+        }
+        Source::Plain { dir } => {
+            watcher.watch(dir, RecursiveMode::Recursive)?;
+            tokio::spawn(coalesce(rx, window, move || waker.revision()))
+        }
+    };
+    Ok(FsWatch {
+        _watcher: watcher,
+        _task: AbortOnDrop(task),
+    })
+}
+
+/// A spawned task that is aborted when this handle is dropped.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the drift watches care about, shared with the loop: the objects the
+/// agent tracks (desired and inventory) and the resource versions its own
+/// writes produced (an event for those is the agent's own echo).
+#[derive(Debug, Default)]
+pub struct Tracked {
+    pub keys: BTreeSet<ObjectKey>,
+    pub own_writes: HashMap<ObjectKey, String>,
+}
+
+pub type SharedTracked = Arc<Mutex<Tracked>>;
+
+impl Tracked {
+    /// Whether an event about `object` could mean drift.
+    pub fn is_relevant(&self, object: &serde_json::Value, namespace: &str) -> bool {
+        let Some(key) = ObjectKey::of(object) else {
+            return false;
+        };
+        let rv = object["metadata"]["resourceVersion"].as_str();
+        if rv.is_some() && self.own_writes.get(&key).map(String::as_str) == rv {
+            return false;
+        }
+        self.keys.contains(&key) || is_owned_by(object, namespace)
+    }
+}
+
+/// One API watch per kind in use, started and stopped as the kinds change.
+pub struct DriftWatches {
+    client: Client,
+    namespace: String,
+    waker: Waker,
+    tracked: SharedTracked,
+    running: BTreeMap<&'static str, AbortOnDrop>,
+}
+
+impl std::fmt::Debug for DriftWatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriftWatches")
+            .field("namespace", &self.namespace)
+            .field("kinds", &self.kinds())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DriftWatches {
+    pub fn new(client: Client, namespace: &str, waker: Waker, tracked: SharedTracked) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_string(),
+            waker,
+            tracked,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Watch exactly `kinds` from now on.
+    pub fn set_kinds(&mut self, kinds: &[&'static IstioKind]) {
+        let wanted: BTreeSet<&'static str> = kinds.iter().map(|k| k.plural).collect();
+        self.running.retain(|plural, _| wanted.contains(plural));
+        for kind in kinds {
+            if self.running.contains_key(kind.plural) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                self.client.clone(),
+                &self.namespace,
+                &cluster::api_resource(kind, kind.preferred),
+            );
+            let task = tokio::spawn(drift_watch(
+                api,
+                kind.kind,
+                self.namespace.clone(),
+                self.waker.clone(),
+                self.tracked.clone(),
+            ));
+            debug!(kind = kind.kind, "drift watch started");
+            self.running.insert(kind.plural, AbortOnDrop(task));
+        }
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.running.keys().copied().collect()
+    }
+}
+
+async fn drift_watch(
+    api: Api<DynamicObject>,
+    kind: &'static str,
+    namespace: String,
+    waker: Waker,
+    tracked: SharedTracked,
+) {
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let mut initial = true;
+    for_each(stream, |event| {
+        let object = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o,
+            Ok(watcher::Event::InitDone) => {
+                // After a re-list, events may have been missed: look again.
+                if !std::mem::take(&mut initial) {
+                    waker.drift();
+                }
+                return;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => return,
+            Err(error) => {
+                debug!(%error, kind, "drift watch error (retrying)");
+                return;
+            }
+        };
+        let Ok(value) = serde_json::to_value(&object) else {
+            return;
+        };
+        let relevant = tracked
+            .lock()
+            .map(|t| t.is_relevant(&value, &namespace))
+            .unwrap_or(true);
+        if relevant {
+            debug!(
+                kind,
+                name = object.metadata.name.as_deref().unwrap_or(""),
+                "object changed"
+            );
+            waker.drift();
+        }
+    })
+    .await;
+}
+
+/// Watch the agent's own `GitOpsSync` and wake the loop when its spec
+/// changes (`metadata.generation` moves: suspend, resume) or it is deleted.
+/// Status writes do not move the generation, so the agent's own reports do
+/// not wake it.
+pub async fn control_watch(api: Api<DynamicObject>, name: String, waker: Waker) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = watcher(api, config).default_backoff();
+    let mut generation: Option<i64> = None;
+    for_each(stream, |event| match event {
+        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+            let g = o.metadata.generation;
+            if generation.is_some() && g != generation {
+                debug!(generation = ?g, "GitOpsSync spec changed");
+                waker.control();
+            }
+            generation = g;
+        }
+        Ok(watcher::Event::Delete(_)) => {
+            generation = None;
+            waker.control();
+        }
+        Ok(_) => {}
+        Err(error) => debug!(%error, "GitOpsSync watch error (retrying)"),
+    })
+    .await;
+}
+
+/// Drive a stream to its end, calling `f` on each item.
+///
+/// The `Stream` trait is not re-exported by kube and the workspace has no
+/// `futures` crate; `WatchStreamExt: Stream` brings `poll_next` into scope
+/// through the bound.
+async fn for_each<S>(stream: S, mut f: impl FnMut(S::Item))
+where
+    S: WatchStreamExt,
+{
+    let mut stream: Pin<Box<S>> = Box::pin(stream);
+    while let Some(item) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        f(item);
+    }
+}
+
+/// A future that never resolves (a disabled `select!` branch).
+pub fn pending<T>() -> impl Future<Output = T> {
+    std::future::pending()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::time::{Instant, advance, sleep};
+
+    fn counter() -> (Arc<AtomicUsize>, impl FnMut()) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = n.clone();
+        (n, move || {
+            m.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_events_settles_once_after_it_goes_quiet() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (n, f) = counter();
+        let window = Window {
+            quiet: Duration::from_millis(50),
+            max: Duration::from_secs(5),
+        };
+        let task = tokio::spawn(coalesce(rx, window, f));
+        let start = Instant::now();
+        for _ in 0..20 {
+            tx.send(()).unwrap();
+            sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(n.load(Ordering::SeqCst), 0, "still inside the burst");
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        // virtual time: exactly the burst plus the quiet period
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        // a second burst, a second call
+        tx.send(()).unwrap();
+        sleep(Duration::from_millis(60)).await;
+        assert_eq!(n.load(Ordering::SeqCst), 2);
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(n.load(Ordering::SeqCst), 2, "closing adds nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_stream_of_events_still_settles_every_max() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (n, f) = counter();
+        let window = Window {
+            quiet: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        };
+        tokio::spawn(coalesce(rx, window, f));
+        for _ in 0..100 {
+            tx.send(()).unwrap();
+            sleep(Duration::from_millis(20)).await;
+        }
+        // 2 s of events every 20 ms: settled about every 500 ms, never starved
+        let calls = n.load(Ordering::SeqCst);
+        assert!((3..=4).contains(&calls), "{calls}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wake_flags_accumulate_until_taken() {
+        let (waker, mut rx) = Waker::new();
+        waker.revision();
+        waker.drift();
+        waker.revision();
+        rx.changed().await.unwrap();
+        let wake = waker.take(&mut rx);
+        assert_eq!(
+            wake,
+            Wake {
+                revision: true,
+                drift: true,
+                control: false
+            }
+        );
+        // taking marks it seen: nothing pending until the next kick
+        let next = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await;
+        assert!(next.is_err(), "no wake-up without a kick");
+        waker.control();
+        advance(Duration::from_millis(1)).await;
+        rx.changed().await.unwrap();
+        assert!(waker.take(&mut rx).control);
+    }
+
+    #[test]
+    fn read_link_resolves_relative_targets_against_the_link_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".worktrees/abc")).unwrap();
+        std::os::unix::fs::symlink(".worktrees/abc", dir.path().join("repo")).unwrap();
+        assert_eq!(
+            read_link(&dir.path().join("repo")).unwrap(),
+            dir.path().join(".worktrees/abc")
+        );
+        assert!(read_link(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn own_writes_and_foreign_objects_are_not_drift() {
+        let mut t = Tracked::default();
+        let key = ObjectKey::new("networking.istio.io", "VirtualService", "reviews");
+        t.keys.insert(key.clone());
+        let mut obj = serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "resourceVersion": "5"}
+        });
+        assert!(t.is_relevant(&obj, "team-a"));
+        t.own_writes.insert(key, "5".into());
+        assert!(!t.is_relevant(&obj, "team-a"), "our own echo");
+        obj["metadata"]["resourceVersion"] = "6".into();
+        assert!(t.is_relevant(&obj, "team-a"), "someone else's edit");
+        let foreign = serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "hand-made", "resourceVersion": "9"}
+        });
+        assert!(!t.is_relevant(&foreign, "team-a"));
+        let labelled = serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "x", "labels": {
+                "app.kubernetes.io/managed-by": "kubectl-gitops",
+                "kubectl-gitops.io/owner": "team-a"}}
+        });
+        assert!(t.is_relevant(&labelled, "team-a"));
+    }
+}

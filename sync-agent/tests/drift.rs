@@ -1,0 +1,204 @@
+//! End-to-end: drift made by someone else with the real kubectl, healed or
+//! reported; `spec.suspend`.
+
+// Helpers outside `#[test]` fns panic on failure on purpose: that fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::*;
+
+fn setup(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev = gs.commit_and_publish("reviews 80/20").unwrap();
+    let agent = Agent::gitsync(cluster, &gs, "team-a", extra);
+    wait_status(&agent, cluster, "Synced", Some(&rev));
+    (gs, agent, rev)
+}
+
+/// `kubectl edit`-style: another field manager takes the weights over.
+fn edit_weights(cluster: &TestCluster, v1: u32, v2: u32) {
+    kubectl_apply(
+        cluster,
+        &vs("reviews", v1, v2),
+        &[
+            "-n",
+            "team-a",
+            "--server-side",
+            "--field-manager=someone",
+            "--force-conflicts",
+        ],
+    );
+}
+
+fn weight(cluster: &TestCluster) -> serde_json::Value {
+    get(cluster, "team-a", "virtualservices", "reviews").unwrap()["spec"]["http"][0]["route"][0]
+        ["weight"]
+        .clone()
+}
+
+/// An edit by another field manager is detected through the watch (the
+/// resync period is an hour) and healed; so is a deleted object.
+#[test]
+fn drift_by_another_field_manager_is_detected_and_healed() {
+    let cluster = cluster();
+    let (_gs, agent, _rev) = setup(&cluster, &["--resync", "1h"]);
+
+    let before = cluster.audit().unwrap().len();
+    edit_weights(&cluster, 10, 90);
+    agent.wait("the weight to be healed", || {
+        (weight(&cluster) == 80).then_some(())
+    });
+    let status = wait_status(&agent, &cluster, "Synced", None);
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("healed 1 drifted object(s)"), "{message}");
+    assert_eq!(status["drift"], serde_json::json!([]));
+    let writes = agent_object_writes(&audit_since(&cluster, before), "team-a");
+    assert_eq!(
+        summarize(&writes),
+        [
+            "patch virtualservices/reviews (/apis/networking.istio.io/v1/namespaces/team-a/virtualservices/reviews)"
+        ]
+    );
+    assert_eq!(agent.metric("gitops_drifted_objects"), Some(0.0));
+
+    // deleted by hand: re-created
+    kubectl(
+        &cluster,
+        &["delete", "-n", "team-a", "destinationrule", "reviews"],
+    );
+    agent.wait("the DestinationRule to come back", || {
+        get(&cluster, "team-a", "destinationrules", "reviews")
+    });
+}
+
+/// With `--no-self-heal` the same edit is reported in status and metrics and
+/// left alone.
+#[test]
+fn drift_is_only_reported_with_no_self_heal() {
+    let cluster = cluster();
+    let (_gs, agent, rev) = setup(&cluster, &["--resync", "1h", "--no-self-heal"]);
+
+    let before = cluster.audit().unwrap().len();
+    edit_weights(&cluster, 10, 90);
+    let status = wait_status(&agent, &cluster, "Drifted", Some(&rev));
+    assert_eq!(
+        status["drift"],
+        serde_json::json!([{
+            "group": "networking.istio.io",
+            "kind": "VirtualService",
+            "name": "reviews",
+            "reason": "spec.http[0].route[0].weight: Git has 80, live has 10"
+        }])
+    );
+    assert_eq!(status["drifted"], 1);
+    assert_eq!(status["conditions"][0]["reason"], "Drifted");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("self-heal is off")
+    );
+    agent.wait("the drift metric", || {
+        (agent.metric("gitops_drifted_objects")? == 1.0).then_some(())
+    });
+    // left alone, also by later resyncs triggered through the watch
+    edit_weights(&cluster, 20, 80);
+    agent.wait("the new drift reason", || {
+        let s = gos_status(&cluster, "team-a");
+        s["drift"][0]["reason"]
+            .as_str()?
+            .ends_with("live has 20")
+            .then_some(())
+    });
+    assert_eq!(weight(&cluster), 20);
+    assert_eq!(
+        summarize(&agent_object_writes(
+            &audit_since(&cluster, before),
+            "team-a"
+        )),
+        Vec::<String>::new()
+    );
+
+    // back to what Git says: no drift
+    edit_weights(&cluster, 80, 20);
+    let status = wait_status(&agent, &cluster, "Synced", Some(&rev));
+    assert_eq!(status["drifted"], 0);
+}
+
+/// `spec.suspend: true` stops applying (a new commit waits), drift is still
+/// reported; resuming applies.
+#[test]
+fn suspend_pauses_applying_but_reports_drift() {
+    let cluster = cluster();
+    let (gs, agent, rev1) = setup(&cluster, &["--resync", "1h"]);
+    kubectl(
+        &cluster,
+        &[
+            "patch",
+            "-n",
+            "team-a",
+            "gitopssync",
+            "sync-agent",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+    );
+    wait_status(&agent, &cluster, "Suspended", Some(&rev1));
+
+    // drift is reported, not healed
+    let before = cluster.audit().unwrap().len();
+    edit_weights(&cluster, 10, 90);
+    let status = agent.wait("drift reported while suspended", || {
+        let s = gos_status(&cluster, "team-a");
+        (s["drifted"] == 1).then_some(s)
+    });
+    assert_eq!(status["phase"], "Suspended");
+    assert_eq!(status["conditions"][0]["reason"], "Suspended");
+
+    // a new commit is observed, not applied
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 50, 50))
+        .unwrap();
+    let rev2 = gs.commit_and_publish("50/50").unwrap();
+    let status = agent.wait("the new revision to be observed", || {
+        let s = gos_status(&cluster, "team-a");
+        (s["phase"] == "Suspended" && s["observedRevision"] == rev2.as_str()).then_some(s)
+    });
+    assert_eq!(status["revision"], rev1.as_str());
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 change(s) not applied")
+    );
+    assert_eq!(weight(&cluster), 10);
+    assert_eq!(
+        summarize(&agent_object_writes(
+            &audit_since(&cluster, before),
+            "team-a"
+        )),
+        Vec::<String>::new()
+    );
+
+    // resume: the waiting revision is applied at once
+    kubectl(
+        &cluster,
+        &[
+            "patch",
+            "-n",
+            "team-a",
+            "gitopssync",
+            "sync-agent",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":false}}"#,
+        ],
+    );
+    wait_status(&agent, &cluster, "Synced", Some(&rev2));
+    assert_eq!(weight(&cluster), 50);
+}

@@ -1,0 +1,471 @@
+//! End-to-end: the real `sync-agent` against a real API server, fed by a
+//! git-sync v4 volume built from real commits.
+
+// Helpers outside `#[test]` fns panic on failure on purpose: that fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Instant;
+
+use support::*;
+
+/// The first Bookinfo revision applies; one weight change writes exactly one
+/// object; a resync with no change writes nothing.
+#[test]
+fn bookinfo_applies_then_one_weight_change_writes_one_object() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    let ns = "bookinfo";
+    let mut agent = Agent::gitsync(&cluster, &gs, ns, &["--resync", "1s"]);
+
+    // nothing published yet: not ready
+    let (code, _) = agent.wait("the HTTP server", || agent.http("/readyz"));
+    assert_eq!(code, 503);
+
+    write_bookinfo(&gs, ns);
+    let rev1 = gs.commit("bookinfo").unwrap();
+    gs.prepare(&rev1).unwrap();
+    let swapped = Instant::now();
+    gs.swap(&rev1).unwrap();
+    let status = wait_status(&agent, &cluster, "Synced", Some(&rev1));
+    let latency = swapped.elapsed();
+    eprintln!(
+        "MEASURE bookinfo link swap -> Synced: {} ms",
+        latency.as_millis()
+    );
+
+    assert_eq!(status["observedRevision"], rev1.as_str());
+    assert!(status["syncedAt"].as_str().unwrap().ends_with('Z'));
+    let inventory = status["inventory"].as_array().unwrap();
+    assert_eq!(inventory.len(), BOOKINFO_OBJECTS, "{status:#}");
+    let keys: Vec<String> = inventory
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["kind"].as_str().unwrap(),
+                i["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "inventory is sorted");
+    assert!(
+        keys.contains(&"VirtualService/reviews".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"Gateway/bookinfo-gateway".to_string()),
+        "{keys:?}"
+    );
+    assert_eq!(status["drift"], serde_json::json!([]));
+    assert_eq!(status["drifted"], 0);
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["type"], "Ready");
+    assert_eq!(ready["status"], "True");
+
+    assert_eq!(
+        names(&cluster, ns, "virtualservices"),
+        [
+            "bookinfo",
+            "details",
+            "ratings",
+            "reviews",
+            "rewrite-port-for-googleapis"
+        ]
+    );
+    let reviews = get(&cluster, ns, "virtualservices", "reviews").unwrap();
+    let labels = &reviews["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "kubectl-gitops");
+    assert_eq!(labels["kubectl-gitops.io/owner"], ns);
+    let annotations = &reviews["metadata"]["annotations"];
+    assert!(
+        annotations["kubectl-gitops.io/hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(
+        annotations["kubectl-gitops.io/source"],
+        "namespaces/bookinfo/virtual-service-reviews.yaml"
+    );
+    let with_fields: serde_json::Value = serde_json::from_str(&kubectl(
+        &cluster,
+        &[
+            "get",
+            "-n",
+            ns,
+            "virtualservices",
+            "reviews",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ))
+    .unwrap();
+    let managers: Vec<&str> = with_fields["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl-gitops"]);
+
+    // ready, and every metric of DESIGN.md
+    assert_eq!(agent.http("/readyz").unwrap().0, 200);
+    assert_eq!(agent.http("/healthz").unwrap().0, 200);
+    let metrics = agent.metrics();
+    for name in [
+        "gitops_sync_total{result=\"success\"}",
+        "gitops_sync_duration_seconds_bucket",
+        "gitops_sync_duration_seconds_count",
+        "gitops_objects{state=\"managed\"} 12",
+        "gitops_drifted_objects 0",
+        "gitops_last_sync_timestamp_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!("gitops_revision_info{{revision=\"{rev1}\"}} 1")),
+        "{metrics}"
+    );
+
+    // a commit that changes one weight writes exactly one object
+    let before = cluster.audit().unwrap().len();
+    gs.copy_in(
+        samples().join("virtual-service-reviews-90-10.yaml"),
+        format!("namespaces/{ns}/virtual-service-reviews.yaml"),
+    )
+    .unwrap();
+    let rev2 = gs.commit_and_publish("reviews 90/10").unwrap();
+    wait_status(&agent, &cluster, "Synced", Some(&rev2));
+    let events = cluster
+        .wait_for_audit("the status write of the new revision", |events| {
+            !agent_status_writes(&events[before.min(events.len())..], ns).is_empty()
+        })
+        .unwrap();
+    let writes = agent_object_writes(&events[before..], ns);
+    assert_eq!(
+        summarize(&writes),
+        [format!(
+            "patch virtualservices/reviews (/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/reviews)"
+        )]
+    );
+    let reviews = get(&cluster, ns, "virtualservices", "reviews").unwrap();
+    assert_eq!(reviews["spec"]["http"][0]["route"][0]["weight"], 90);
+
+    // resyncs with no change write nothing: not the objects, not the status
+    let before = cluster.audit().unwrap().len();
+    let syncs = agent
+        .metric("gitops_sync_total{result=\"success\"}")
+        .unwrap();
+    agent.wait("three more resyncs", || {
+        (agent.metric("gitops_sync_total{result=\"success\"}")? >= syncs + 3.0).then_some(())
+    });
+    let events = audit_since(&cluster, before);
+    assert_eq!(
+        summarize(&agent_object_writes(&events, ns)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        summarize(&agent_status_writes(&events, ns)),
+        Vec::<String>::new()
+    );
+    let lists = events
+        .iter()
+        .filter(|e| e.user_agent.starts_with("sync-agent/") && e.verb == "list")
+        .count();
+    assert!(lists >= 3, "each resync LISTs the kinds in use");
+
+    eprintln!("MEASURE idle RSS after sync: {} KiB", agent.rss_kib());
+    assert!(agent.terminate().success(), "SIGTERM exits 0");
+}
+
+/// A file removed from Git is pruned (also by a restarted agent, from the
+/// inventory in its status); objects created by someone else never are.
+#[test]
+fn removed_file_is_pruned_but_objects_of_others_never_are() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    let ns = "team-a";
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-ratings.yaml", vs("ratings", 100, 0))
+        .unwrap();
+    let rev1 = gs.commit_and_publish("three objects").unwrap();
+    let mut agent = Agent::gitsync(&cluster, &gs, ns, &[]);
+    wait_status(&agent, &cluster, "Synced", Some(&rev1));
+
+    // someone else's objects in the namespace, made with the real kubectl
+    kubectl_apply(
+        &cluster,
+        &format!("{}---\n{}", vs("hand-made", 50, 50), dr("hand-made")),
+        &["-n", ns],
+    );
+    assert_eq!(
+        names(&cluster, ns, "virtualservices"),
+        ["hand-made", "ratings", "reviews"]
+    );
+
+    let before = cluster.audit().unwrap().len();
+    gs.remove("namespaces/team-a/vs-ratings.yaml").unwrap();
+    let rev2 = gs.commit_and_publish("drop ratings").unwrap();
+    let status = wait_status(&agent, &cluster, "Synced", Some(&rev2));
+    assert_eq!(
+        names(&cluster, ns, "virtualservices"),
+        ["hand-made", "reviews"]
+    );
+    assert_eq!(
+        names(&cluster, ns, "destinationrules"),
+        ["hand-made", "reviews"]
+    );
+    assert_eq!(
+        status["inventory"].as_array().unwrap().len(),
+        2,
+        "{status:#}"
+    );
+    let writes = agent_object_writes(&audit_since(&cluster, before), ns);
+    assert_eq!(
+        summarize(&writes),
+        [format!(
+            "delete virtualservices/ratings (/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/ratings)"
+        )]
+    );
+
+    // a restarted agent knows what it owns from its status: a file removed
+    // while it was down is pruned, the hand-made objects stay
+    assert!(agent.terminate().success());
+    gs.remove("namespaces/team-a/vs-reviews.yaml").unwrap();
+    let rev3 = gs.commit_and_publish("drop reviews VS").unwrap();
+    let agent = Agent::gitsync(&cluster, &gs, ns, &[]);
+    wait_status(&agent, &cluster, "Synced", Some(&rev3));
+    assert_eq!(names(&cluster, ns, "virtualservices"), ["hand-made"]);
+    assert_eq!(
+        names(&cluster, ns, "destinationrules"),
+        ["hand-made", "reviews"]
+    );
+}
+
+/// A revision with one broken document changes nothing in the cluster and
+/// is reported as Failed naming file and line; the next, fixed commit recovers.
+#[test]
+fn broken_document_changes_nothing_and_the_fix_recovers() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    let ns = "team-a";
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev1 = gs.commit_and_publish("good").unwrap();
+    let agent = Agent::gitsync(&cluster, &gs, ns, &[]);
+    wait_status(&agent, &cluster, "Synced", Some(&rev1));
+
+    // a valid weight change and, in another file, a broken second document
+    let before = cluster.audit().unwrap().len();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 50, 50))
+        .unwrap();
+    gs.write(
+        "namespaces/team-a/more.yaml",
+        format!("{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: [oops\n", dr("ratings")),
+    )
+    .unwrap();
+    let rev2 = gs.commit_and_publish("broken").unwrap();
+    let status = agent.wait("Failed at the broken revision", || {
+        let s = gos_status(&cluster, ns);
+        (s["phase"] == "Failed" && s["observedRevision"] == rev2.as_str()).then_some(s)
+    });
+    assert_eq!(status["revision"], rev1.as_str(), "still the last good one");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("namespaces/team-a/more.yaml: document 2, line 18: invalid YAML"),
+        "{message}"
+    );
+    assert!(message.contains("nothing applied or pruned"), "{message}");
+    assert_eq!(status["conditions"][0]["status"], "False");
+    assert_eq!(status["conditions"][0]["reason"], "InvalidRevision");
+    // nothing changed: not the weight, not the valid new object
+    let reviews = get(&cluster, ns, "virtualservices", "reviews").unwrap();
+    assert_eq!(reviews["spec"]["http"][0]["route"][0]["weight"], 80);
+    assert_eq!(names(&cluster, ns, "destinationrules"), ["reviews"]);
+    assert_eq!(
+        summarize(&agent_object_writes(&audit_since(&cluster, before), ns)),
+        Vec::<String>::new()
+    );
+    assert!(
+        agent
+            .metric("gitops_sync_total{result=\"invalid\"}")
+            .unwrap()
+            >= 1.0,
+        "{}",
+        agent.metrics()
+    );
+    assert!(
+        agent
+            .metrics()
+            .contains(&format!("gitops_revision_info{{revision=\"{rev1}\"}} 1"))
+    );
+
+    // the fix in the next commit recovers
+    gs.write(
+        "namespaces/team-a/more.yaml",
+        format!("{}---\n{}", dr("ratings"), dr("details")),
+    )
+    .unwrap();
+    let rev3 = gs.commit_and_publish("fixed").unwrap();
+    let status = wait_status(&agent, &cluster, "Synced", Some(&rev3));
+    assert_eq!(status["conditions"][0]["status"], "True");
+    let reviews = get(&cluster, ns, "virtualservices", "reviews").unwrap();
+    assert_eq!(reviews["spec"]["http"][0]["route"][0]["weight"], 50);
+    assert_eq!(
+        names(&cluster, ns, "destinationrules"),
+        ["details", "ratings", "reviews"]
+    );
+}
+
+/// An object for another namespace is refused; two agents on one repo each
+/// touch only their own namespace (the audit log, by path).
+#[test]
+fn other_namespace_is_refused_and_two_agents_keep_to_their_own() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    for ns in ["team-a", "team-b"] {
+        gs.write(format!("namespaces/{ns}/dr-reviews.yaml"), dr("reviews"))
+            .unwrap();
+        gs.write(
+            format!("namespaces/{ns}/vs-reviews.yaml"),
+            vs("reviews", 80, 20),
+        )
+        .unwrap();
+    }
+    let rev1 = gs.commit_and_publish("two teams").unwrap();
+    let a = Agent::gitsync(&cluster, &gs, "team-a", &["--resync", "2s"]);
+    let b = Agent::gitsync(&cluster, &gs, "team-b", &["--resync", "2s"]);
+    wait_status(&a, &cluster, "Synced", Some(&rev1));
+    wait_status(&b, &cluster, "Synced", Some(&rev1));
+
+    // team-a's folder tries to write into team-b
+    let b_before = get(&cluster, "team-b", "virtualservices", "reviews").unwrap();
+    gs.write(
+        "namespaces/team-a/sneaky.yaml",
+        vs("reviews", 0, 100).replace(
+            "  name: reviews\n",
+            "  name: reviews\n  namespace: team-b\n",
+        ),
+    )
+    .unwrap();
+    let rev2 = gs.commit_and_publish("sneaky").unwrap();
+    let status = a.wait("team-a to refuse the revision", || {
+        let s = gos_status(&cluster, "team-a");
+        (s["phase"] == "Failed" && s["observedRevision"] == rev2.as_str()).then_some(s)
+    });
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "namespaces/team-a/sneaky.yaml: document 1, line 5: namespace \"team-b\" is not \"team-a\""
+        ),
+        "{message}"
+    );
+    // team-b's agent sees the new commit, which changes nothing of team-b's
+    wait_status(&b, &cluster, "Synced", Some(&rev2));
+    let b_after = get(&cluster, "team-b", "virtualservices", "reviews").unwrap();
+    assert_eq!(
+        b_after["metadata"]["resourceVersion"],
+        b_before["metadata"]["resourceVersion"]
+    );
+
+    // every request each agent made, by path, stays in its namespace
+    let events = cluster.audit().unwrap();
+    for (ns, other) in [("team-a", "team-b"), ("team-b", "team-a")] {
+        let mine: Vec<_> = events
+            .iter()
+            .filter(|e| e.user_agent.contains(&format!("({ns})")))
+            .collect();
+        assert!(mine.len() > 5, "{ns} made requests");
+        for e in &mine {
+            assert!(
+                e.path().contains(&format!("/namespaces/{ns}/")),
+                "{ns}'s agent requested {} {}",
+                e.verb,
+                e.request_uri
+            );
+            assert!(!e.request_uri.contains(other));
+        }
+        assert!(
+            mine.iter()
+                .any(|e| is_write(e) && e.path().contains("/virtualservices/"))
+        );
+    }
+}
+
+/// Emptying the namespace folder is refused without `.allow-empty`, and
+/// prunes everything with it.
+#[test]
+fn emptying_a_namespace_needs_allow_empty() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    let ns = "team-a";
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    gs.write("namespaces/team-b/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    let rev1 = gs.commit_and_publish("one team").unwrap();
+    let agent = Agent::gitsync(&cluster, &gs, ns, &[]);
+    wait_status(&agent, &cluster, "Synced", Some(&rev1));
+
+    // every file removed: in Git the folder is gone
+    let before = cluster.audit().unwrap().len();
+    gs.remove("namespaces/team-a").unwrap();
+    let rev2 = gs.commit_and_publish("empty team-a").unwrap();
+    let status = agent.wait("the refusal", || {
+        let s = gos_status(&cluster, ns);
+        (s["phase"] == "Failed" && s["observedRevision"] == rev2.as_str()).then_some(s)
+    });
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("refusing to prune all 2 objects"),
+        "{message}"
+    );
+    assert!(message.contains(".allow-empty"), "{message}");
+    assert_eq!(status["conditions"][0]["reason"], "PruneRefused");
+    assert_eq!(status["revision"], rev1.as_str());
+    assert_eq!(status["inventory"].as_array().unwrap().len(), 2);
+    assert_eq!(names(&cluster, ns, "virtualservices"), ["reviews"]);
+    assert_eq!(
+        summarize(&agent_object_writes(&audit_since(&cluster, before), ns)),
+        Vec::<String>::new()
+    );
+
+    // with the marker, everything goes
+    gs.write("namespaces/team-a/.allow-empty", "").unwrap();
+    let rev3 = gs.commit_and_publish("allow empty").unwrap();
+    let status = wait_status(&agent, &cluster, "Synced", Some(&rev3));
+    assert_eq!(status["inventory"], serde_json::json!([]));
+    assert_eq!(names(&cluster, ns, "virtualservices"), Vec::<String>::new());
+    assert_eq!(
+        names(&cluster, ns, "destinationrules"),
+        Vec::<String>::new()
+    );
+    let deletes: Vec<_> = agent_object_writes(&audit_since(&cluster, before), ns)
+        .into_iter()
+        .filter(|e| e.verb == "delete")
+        .collect();
+    // VirtualService before DestinationRule (make-before-break, reversed)
+    assert_eq!(
+        summarize(&deletes),
+        [
+            format!(
+                "delete virtualservices/reviews (/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/reviews)"
+            ),
+            format!(
+                "delete destinationrules/reviews (/apis/networking.istio.io/v1/namespaces/{ns}/destinationrules/reviews)"
+            ),
+        ]
+    );
+}
