@@ -136,7 +136,7 @@ weights_back() {
 }
 wait_for "the agent to heal the drift" weights_back
 run "${KUBECTL[@]}" -n team-a get vs reviews -o jsonpath='{range .spec.http[0].route[*]}{.destination.subset}={.weight}{" "}{end}{"\n"}'
-grep -m1 -i drift "$WORK/agent.log" || true
+grep -m1 -E "healed=[1-9]" "$WORK/agent.log" || true
 
 say "The emergency brake"
 run kubectl gitops -n team-a suspend
