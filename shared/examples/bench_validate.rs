@@ -5,6 +5,8 @@
 //! AuthorizationPolicies, 10 Sidecars-with-selectors, 10 ServiceEntries ...
 //! 50 objects), then times load + policy + analysis of the whole repo and
 //! prints the figures. Run: `cargo run --release -p gitops-shared --example bench_validate`.
+//! With `--write DIR` it only writes the repo into DIR (for timing the real
+//! `kubectl gitops validate` on it, as `scripts/bench.sh` does).
 
 use std::{path::Path, time::Instant};
 
@@ -72,6 +74,14 @@ fn generate(root: &Path) -> usize {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir] = args.as_slice()
+        && flag == "--write"
+    {
+        let objects = generate(Path::new(dir));
+        println!("wrote {objects} objects in {NAMESPACES} namespaces to {dir}");
+        return;
+    }
     let repo = tempfile::tempdir().expect("temp dir");
     let objects = generate(repo.path());
     let policy = |ns: &str| Policy::new(ns);

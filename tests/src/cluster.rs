@@ -339,7 +339,11 @@ impl TestCluster {
                 return Ok(events);
             }
             if Instant::now() > deadline {
-                bail!("the audit log never showed {what}");
+                bail!(
+                    "{} never showed {what} ({} events)",
+                    self.dir().join("audit.log").display(),
+                    events.len()
+                );
             }
             sleep(POLL);
         }

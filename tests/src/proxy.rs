@@ -112,28 +112,44 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, faults: Arc<Faul
             drop(client);
             continue;
         }
-        tokio::spawn(connection(client, target, Arc::clone(&faults)));
+        // Watch for cuts from the moment of accepting, so that a cut while
+        // the connection to the server is still being made counts too.
+        let cuts = faults.cuts.subscribe();
+        tokio::spawn(connection(client, target, Arc::clone(&faults), cuts));
     }
 }
 
-async fn connection(client: TcpStream, target: SocketAddr, faults: Arc<Faults>) {
-    let Ok(server) = TcpStream::connect(target).await else {
-        return; // dropping the client closes it, as a dead server would
+async fn connection(
+    client: TcpStream,
+    target: SocketAddr,
+    faults: Arc<Faults>,
+    mut cuts: watch::Receiver<u64>,
+) {
+    // Dropping the client closes it, as a dead server would.
+    let server = tokio::select! {
+        server = TcpStream::connect(target) => match server {
+            Ok(server) => server,
+            Err(_) => return,
+        },
+        _ = cuts.changed() => return,
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::join!(
-        pump(client_read, server_write, Arc::clone(&faults)),
-        pump(server_read, client_write, faults),
+        pump(client_read, server_write, Arc::clone(&faults), cuts.clone()),
+        pump(server_read, client_write, faults, cuts),
     );
 }
 
 /// Copy one direction until EOF, an error or a cut.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, faults: Arc<Faults>) {
-    let mut cuts = faults.cuts.subscribe();
-    cuts.mark_unchanged();
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    faults: Arc<Faults>,
+    mut cuts: watch::Receiver<u64>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = tokio::select! {

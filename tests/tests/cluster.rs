@@ -484,9 +484,16 @@ async fn poll_get(
     }
 }
 
+// The fault tests run their steps in a function that returns errors and
+// panic on one while the cluster is still alive: a TestCluster dropped
+// during a panic keeps its folder (logs, audit.log) for a look.
 #[tokio::test]
-async fn stopping_etcd_makes_the_server_answer_5xx_and_starting_it_recovers() -> Result<()> {
-    let mut cluster = TestCluster::start()?;
+async fn stopping_etcd_makes_the_server_answer_5xx_and_starting_it_recovers() {
+    let mut cluster = TestCluster::start().expect("test cluster starts");
+    etcd_outage(&mut cluster).await.expect("etcd outage");
+}
+
+async fn etcd_outage(cluster: &mut TestCluster) -> Result<()> {
     let drs: Api<DynamicObject> =
         Api::namespaced_with(cluster.client().await?, "team-a", &destination_rules());
     drs.patch(
@@ -521,8 +528,12 @@ async fn stopping_etcd_makes_the_server_answer_5xx_and_starting_it_recovers() ->
 }
 
 #[tokio::test]
-async fn a_stopped_server_refuses_connections_and_a_restarted_one_has_the_data() -> Result<()> {
-    let mut cluster = TestCluster::start()?;
+async fn a_stopped_server_refuses_connections_and_a_restarted_one_has_the_data() {
+    let mut cluster = TestCluster::start().expect("test cluster starts");
+    server_restart(&mut cluster).await.expect("server restart");
+}
+
+async fn server_restart(cluster: &mut TestCluster) -> Result<()> {
     let client = cluster.client().await?;
     let drs: Api<DynamicObject> = Api::namespaced_with(client, "team-a", &destination_rules());
     drs.patch(
@@ -550,8 +561,12 @@ async fn a_stopped_server_refuses_connections_and_a_restarted_one_has_the_data()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_proxy_delays_cuts_and_refuses_connections() -> Result<()> {
-    let cluster = TestCluster::start()?;
+async fn fault_proxy_delays_cuts_and_refuses_connections() {
+    let cluster = TestCluster::start().expect("test cluster starts");
+    proxy_faults(&cluster).await.expect("proxy faults");
+}
+
+async fn proxy_faults(cluster: &TestCluster) -> Result<()> {
     let proxy = FaultProxy::start(cluster.server_addr()).await?;
     let drs: Api<DynamicObject> = Api::namespaced_with(
         cluster.client_via(&proxy.url()).await?,
