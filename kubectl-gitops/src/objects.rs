@@ -63,25 +63,13 @@ fn is_content(line: &str) -> bool {
     !t.is_empty() && !t.starts_with('#') && !is_marker(line, "---") && !is_marker(line, "...")
 }
 
-/// Cut a file's text into documents at the YAML document markers (a `---`
-/// line starts a chunk, a `...` line ends one), as the shared loader does.
-/// The chunks concatenate to the text, byte for byte.
+/// Cut a file's text into documents at the YAML document markers, exactly
+/// as the shared loader does; the chunks concatenate to the text.
 pub fn split_documents(text: &str) -> Vec<String> {
-    let mut chunks = Vec::new();
-    let mut current = String::new();
-    for line in text.split_inclusive('\n') {
-        if is_marker(line, "---") && !current.is_empty() {
-            chunks.push(std::mem::take(&mut current));
-        }
-        current.push_str(line);
-        if is_marker(line, "...") {
-            chunks.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
+    gitops_shared::manifest::split_documents(text)
+        .into_iter()
+        .map(|c| c.text.to_string())
+        .collect()
 }
 
 /// Replace a chunk's document by `yaml`, keeping what precedes its content

@@ -268,9 +268,12 @@ pub fn parse_str(
     let mut manifests = Vec::new();
     let mut errors = Vec::new();
     for chunk in split_documents(text) {
+        let Some(document) = chunk.index else {
+            continue; // comments before the first `---`
+        };
         let source = Source {
             file: file.to_path_buf(),
-            document: chunk.index,
+            document,
             line: chunk.content_line,
         };
         match parse_document(&chunk, &source, opts) {
@@ -287,15 +290,16 @@ pub fn parse_str(
 }
 
 /// One document's text and where it sits in the file.
-#[derive(Debug)]
-struct Chunk<'a> {
-    /// 1-based document index.
-    index: usize,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// 1-based document index; `None` for comments and blank lines before
+    /// the first `---`, which are no document.
+    pub index: Option<usize>,
     /// 1-based line in the file of the chunk's first line.
-    first_line: usize,
+    pub first_line: usize,
     /// 1-based line of the first line with content (or `first_line`).
-    content_line: usize,
-    text: &'a str,
+    pub content_line: usize,
+    pub text: &'a str,
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
@@ -310,8 +314,10 @@ fn is_content(line: &str) -> bool {
 
 /// Split at document markers. A `---` line starts a new chunk (and belongs to
 /// it, since it may carry content such as `--- |`); a `...` line ends one.
-/// A leading chunk with nothing but comments and blank lines is not counted.
-fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+/// The chunks concatenate to `text` byte for byte (the plugin rewrites one
+/// document of a hand-written file and keeps the rest); a leading chunk with
+/// nothing but comments and blank lines is no document (`index` is `None`).
+pub fn split_documents(text: &str) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let mut start = 0usize; // byte offset of the current chunk
     let mut start_line = 1usize;
@@ -347,15 +353,14 @@ fn push_chunk<'a>(
 ) {
     let body = &text[from..to];
     let has_content = body.lines().any(is_content);
-    if chunks.is_empty() && !has_content && !body.lines().any(|l| is_marker(l, "---")) {
-        return; // a preamble of comments before the first `---`
-    }
+    let preamble = chunks.is_empty() && !has_content && !body.lines().any(|l| is_marker(l, "---"));
     let content_line = body
         .lines()
         .position(is_content)
         .map_or(first_line, |i| first_line + i);
+    let documents = chunks.iter().filter(|c| c.index.is_some()).count();
     chunks.push(Chunk {
-        index: chunks.len() + 1,
+        index: (!preamble).then_some(documents + 1),
         first_line,
         content_line,
         text: body,
@@ -738,6 +743,26 @@ mod tests {
             .unwrap();
         assert_eq!(ms[0].object["spec"]["n"], "080");
         assert_eq!(ms[0].object["spec"]["w"], 80);
+    }
+
+    #[test]
+    fn chunks_cover_the_text_byte_for_byte() {
+        let text = "# header\n---\na: 1\n--- # second\nb: 2\n...\nc: 3\n";
+        let chunks = split_documents(text);
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text).collect();
+        assert_eq!(
+            texts,
+            [
+                "# header\n",
+                "---\na: 1\n",
+                "--- # second\nb: 2\n...\n",
+                "c: 3\n"
+            ]
+        );
+        let indexes: Vec<Option<usize>> = chunks.iter().map(|c| c.index).collect();
+        assert_eq!(indexes, [None, Some(1), Some(2), Some(3)]);
+        assert_eq!(texts.concat(), text);
+        assert!(split_documents("").is_empty());
     }
 
     #[test]
