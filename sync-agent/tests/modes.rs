@@ -182,3 +182,53 @@ fn plain_checkout_mode_uses_head_and_dirty() {
         "the agent keeps waking itself: {settled} -> {later}"
     );
 }
+
+/// `--strict` also refuses a revision with an Error finding of `kubectl
+/// gitops validate` (here IST0101: a route to a subset no DestinationRule
+/// defines): nothing applied, `Failed` names the code, file and line. The same
+/// revision applies without `--strict`.
+#[test]
+fn strict_refuses_a_revision_with_validate_errors() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    let base = repo_args(&gs);
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write(
+        "namespaces/team-a/vs-reviews.yaml",
+        vs("reviews", 80, 20).replace("subset: v2", "subset: v3"),
+    )
+    .unwrap();
+    let rev = gs
+        .commit_and_publish("route to an undefined subset")
+        .unwrap();
+
+    let out = run_agent(&cluster, "team-a", &args(&base, &["--once", "--strict"]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = gos_status(&cluster, "team-a");
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status["observedRevision"], rev.as_str());
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("IST0101"), "{message}");
+    assert!(
+        message.contains("namespaces/team-a/vs-reviews.yaml"),
+        "{message}"
+    );
+    assert!(get(&cluster, "team-a", "destinationrules", "reviews").is_none());
+    assert!(get(&cluster, "team-a", "virtualservices", "reviews").is_none());
+
+    let out = run_agent(&cluster, "team-a", &args(&base, &["--once"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gos_status(&cluster, "team-a")["revision"], rev.as_str());
+    assert!(get(&cluster, "team-a", "virtualservices", "reviews").is_some());
+}
