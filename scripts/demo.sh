@@ -50,7 +50,7 @@ cleanup() {
         return
     fi
     [[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-    bash scripts/test-cluster.sh stop "$WORK/cluster" >/dev/null 2>&1 || true
+    bash "$REPO_ROOT/scripts/test-cluster.sh" stop "$WORK/cluster" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
