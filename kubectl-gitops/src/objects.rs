@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Result, bail};
 use gitops_shared::{
     LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, ObjectKey,
-    layout::walk_namespace,
+    layout::{LoadError, walk_namespace},
     manifest::{LoadOptions, Manifest, load_file, parse_str},
     normalize::normalize,
     plan::first_difference,
@@ -130,16 +130,8 @@ impl Folder {
         if !dir.is_dir() {
             return Ok(folder);
         }
-        let files = walk_namespace(dir).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?;
+        let files =
+            walk_namespace(dir).map_err(|errors| anyhow::anyhow!("{}", LoadError { errors }))?;
         for file in files {
             let Ok(text) = fs::read_to_string(&file) else {
                 tracing::warn!(file = %file.display(), "not UTF-8; skipped");
@@ -236,14 +228,7 @@ pub fn manifest_of(object: &Value, origin: &str) -> Result<Manifest> {
     match parse_str(&yaml, Path::new(origin), &LoadOptions::default()) {
         Ok(mut ms) if ms.len() == 1 => Ok(ms.remove(0)),
         Ok(_) => bail!("{origin}: not one object"),
-        Err(errors) => bail!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
+        Err(errors) => bail!("{}", LoadError { errors }),
     }
 }
 
