@@ -768,9 +768,7 @@ pub fn validate_repo(
     for ns in &namespaces {
         match layout::load_namespace(repo, base, &policy(ns), opts) {
             Ok(set) => sets.push(set),
-            Err(e) if wanted(ns) => {
-                findings.extend(e.errors.iter().map(|err| Finding::from_error(err, ns)))
-            }
+            Err(e) if wanted(ns) => findings.extend(errors_as_findings(&e.errors, ns)),
             Err(_) => {}
         }
     }
