@@ -13,7 +13,7 @@ use crate::{cmd, output::Format};
 /// rules to the config repo, and see how the cluster differs from Git.
 ///
 /// Exit codes: 0 ok, 1 differences or findings (diff, validate, status with
-/// drift), 2 error.
+/// drift, a canary run that was rolled back), 2 error.
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl-gitops",
@@ -103,6 +103,8 @@ pub enum Command {
     Suspend(cmd::suspend::Args),
     /// Resume the namespace's sync agent (clears spec.suspend on its GitOpsSync)
     Resume(cmd::suspend::Args),
+    /// Canary releases through Git: start, step, promote, abort, status, and run (judged by Prometheus)
+    Canary(cmd::canary::Args),
     /// Print a shell completion script
     Completion(cmd::completion::Args),
     /// Print the version

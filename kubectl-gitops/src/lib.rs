@@ -9,6 +9,7 @@
 //! [`cmd`].
 #![forbid(unsafe_code)]
 
+pub mod canary;
 pub mod cli;
 pub mod cluster;
 pub mod cmd;

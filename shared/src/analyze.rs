@@ -171,7 +171,7 @@ const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 /// the rule's namespace and the cluster domain; `name.ns` (when `ns` is a
 /// namespace the analysis knows) and `name.ns.svc` get the cluster domain;
 /// anything else (FQDNs, wildcards, external names) stays as written.
-fn resolve_host(namespace: &str, host: &str, known: &BTreeSet<&str>) -> String {
+pub fn resolve_host(namespace: &str, host: &str, known: &BTreeSet<&str>) -> String {
     if host.starts_with('*') {
         return host.to_string();
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with its `Args` and a `run`.
 
+pub mod canary;
 pub mod commit;
 pub mod completion;
 pub mod diff;
@@ -36,6 +37,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<Status> {
         Command::Validate(args) => validate::run(ctx, args),
         Command::Suspend(args) => suspend::run(ctx, args, true),
         Command::Resume(args) => suspend::run(ctx, args, false),
+        Command::Canary(args) => canary::run(ctx, args),
         Command::Completion(args) => completion::run(ctx, args),
         Command::Version(args) => version::run(ctx, args),
     }

@@ -188,6 +188,27 @@ impl Repo {
         Ok((commit.id(), commit.tree_id()))
     }
 
+    /// Whether the commit `revision` names has `commit` in its history
+    /// (itself included); `None` when this repository does not know
+    /// `revision` (not fetched yet).
+    pub fn contains(&self, revision: &str, commit: Oid) -> Result<Option<bool>> {
+        let Ok(rev) = self
+            .repo
+            .revparse_single(revision)
+            .and_then(|o| o.peel_to_commit())
+        else {
+            return Ok(None);
+        };
+        if rev.id() == commit {
+            return Ok(Some(true));
+        }
+        Ok(Some(
+            self.repo
+                .graph_descendant_of(rev.id(), commit)
+                .context("walking history")?,
+        ))
+    }
+
     /// A blob's content.
     pub fn blob(&self, id: Oid) -> Result<Vec<u8>> {
         Ok(self.repo.find_blob(id)?.content().to_vec())
