@@ -3,7 +3,7 @@
 # against a real API server"; how it was first done by hand:
 # ../shared/recipes/test-apiserver.md).
 #
-#   scripts/test-cluster.sh build          build (or find in the cache) the server and etcd
+#   scripts/test-cluster.sh build          build (or find in the cache) the server, etcd and Prometheus
 #   scripts/test-cluster.sh start [DIR]    fresh certs, etcd + server on loopback, CRDs installed
 #                                          (a stopped DIR starts again with its ports, certs and data)
 #   scripts/test-cluster.sh stop DIR       stop exactly what `start DIR` started
@@ -162,7 +162,7 @@ cmd_build() {
     setup_apt
     if ! apt-get -q -o APT::Update::Error-Mode=any update >"$CACHE/apt/update.log" 2>&1; then
         cat "$CACHE/apt/update.log" >&2
-        if [[ -x $CACHE/bin/test-apiserver && -x $CACHE/bin/etcd &&
+        if [[ -x $CACHE/bin/test-apiserver && -x $CACHE/bin/etcd && -x $CACHE/bin/prometheus &&
             "$(cat "$(build_ok_marker)" 2>/dev/null)" == "$main_sha" ]]; then
             log "WARNING: apt update failed; keeping the previous build in $CACHE/bin"
             CURRENT_STEP=""
@@ -191,6 +191,23 @@ cmd_build() {
         printf 'etcd-server=%s\n' "$etcd_version" >"$CACHE/etcd.next"
         download_and_unpack "$CACHE/etcd.next" "$etcd_root"
         [[ -x $etcd_root/usr/bin/etcd ]] || die "etcd-server $etcd_version has no usr/bin/etcd"
+    fi
+
+    # Prometheus (canary tests) and its promtool (alerting-rule tests): the
+    # same way; `apt-get install prometheus` would start a system service.
+    local prometheus_version
+    prometheus_version=$(candidate_version prometheus)
+    [[ -n $prometheus_version ]] || die "no prometheus in Debian sid"
+    local prometheus_root=$CACHE/prometheus-$prometheus_version
+    if [[ ! -x $prometheus_root/usr/bin/prometheus ]]; then
+        # Debian ships promtool on its own since 3.x; take the same version.
+        local promtool_version
+        promtool_version=$(candidate_version promtool)
+        printf 'prometheus=%s\n' "$prometheus_version" >"$CACHE/prometheus.next"
+        [[ -z $promtool_version ]] || printf 'promtool=%s\n' "$promtool_version" >>"$CACHE/prometheus.next"
+        download_and_unpack "$CACHE/prometheus.next" "$prometheus_root"
+        [[ -x $prometheus_root/usr/bin/prometheus && -x $prometheus_root/usr/bin/promtool ]] ||
+            die "prometheus $prometheus_version has no usr/bin/prometheus and usr/bin/promtool"
     fi
 
     local out=$CACHE/builds/$key/test-apiserver
@@ -234,9 +251,12 @@ cmd_build() {
 
     ln -sfn "$out" "$CACHE/bin/test-apiserver"
     ln -sfn "$etcd_root/usr/bin/etcd" "$CACHE/bin/etcd"
+    ln -sfn "$prometheus_root/usr/bin/prometheus" "$CACHE/bin/prometheus"
+    ln -sfn "$prometheus_root/usr/bin/promtool" "$CACHE/bin/promtool"
     printf '%s\n' "$main_sha" >"$(build_ok_marker)"
     cp "$CACHE/packages.next" "$CACHE/bin/packages.txt"
     printf 'etcd-server=%s\n' "$etcd_version" >>"$CACHE/bin/packages.txt"
+    printf 'prometheus=%s\n' "$prometheus_version" >>"$CACHE/bin/packages.txt"
     local ms=$(($(now_ms) - t0))
     log "build: done in $((ms / 1000)).$(printf '%03d' $((ms % 1000)))s"
     print_binaries
@@ -245,6 +265,7 @@ cmd_build() {
 print_binaries() {
     printf 'test-apiserver: %s\n' "$(readlink -f "$CACHE/bin/test-apiserver")"
     printf 'etcd: %s\n' "$(readlink -f "$CACHE/bin/etcd")"
+    printf 'prometheus: %s\n' "$(readlink -f "$CACHE/bin/prometheus")"
 }
 
 # --- start / stop ------------------------------------------------------------

@@ -16,6 +16,10 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use anyhow::{Context, Result, bail};
@@ -121,39 +125,104 @@ impl GitSync {
     /// `.worktrees/<sha>` (git-sync's fetch and `worktree add`); returns the
     /// worktree. Nothing is published yet.
     pub fn prepare(&self, sha: &str) -> Result<PathBuf> {
-        let source = self.source();
-        let source = source.to_str().context("source path is not UTF-8")?;
-        git(&self.root(), &["fetch", "-q", source, sha])?;
-        let rel = format!(".worktrees/{sha}");
-        if !self.root().join(&rel).exists() {
-            git(
-                &self.root(),
-                &["worktree", "add", "-q", "--force", "--detach", &rel, sha],
-            )?;
-        }
-        Ok(self.root().join(rel))
+        prepare_from(&self.root(), &self.source(), sha)
     }
 
+    /// Follow `repo` as git-sync follows a remote: poll its HEAD every
+    /// 200 ms and publish each new commit. Stops when the [`Follower`] is
+    /// dropped.
+    pub fn follow(&self, repo: &Path) -> Follower {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (root, link, repo) = (self.root(), self.link_path(), repo.to_path_buf());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut published = String::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(head) = git(&repo, &["rev-parse", "HEAD"]) {
+                    let head = head.trim().to_string();
+                    if head != published && publish_from(&root, &link, &repo, &head).is_ok() {
+                        published = head;
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        Follower {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A running [`GitSync::follow`].
+#[derive(Debug)]
+pub struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Fetch `sha` from `source` into the volume at `root` and check it out as
+/// `.worktrees/<sha>`.
+fn prepare_from(root: &Path, source: &Path, sha: &str) -> Result<PathBuf> {
+    let source = source.to_str().context("source path is not UTF-8")?;
+    git(root, &["fetch", "-q", source, sha])?;
+    let rel = format!(".worktrees/{sha}");
+    if !root.join(&rel).exists() {
+        git(
+            root,
+            &["worktree", "add", "-q", "--force", "--detach", &rel, sha],
+        )?;
+    }
+    Ok(root.join(rel))
+}
+
+/// git-sync's publish: prepare, swap the link, remove the old worktree.
+fn publish_from(root: &Path, link: &Path, source: &Path, sha: &str) -> Result<()> {
+    prepare_from(root, source, sha)?;
+    if let Some(old) = swap_link(root, link, sha)? {
+        cleanup_worktree(root, &old)?;
+    }
+    Ok(())
+}
+
+/// A relative `tmp-link` to `.worktrees/<sha>` renamed over `link`; the
+/// worktree published before, if another.
+fn swap_link(root: &Path, link: &Path, sha: &str) -> Result<Option<PathBuf>> {
+    let previous = fs::read_link(link).ok().map(|t| root.join(t));
+    let tmp = root.join("tmp-link");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!(".worktrees/{sha}"), &tmp).context("creating tmp-link")?;
+    fs::rename(&tmp, link).context("renaming tmp-link over the link")?;
+    Ok(previous.filter(|p| !p.ends_with(sha)))
+}
+
+fn cleanup_worktree(root: &Path, worktree: &Path) -> Result<()> {
+    if worktree.exists() {
+        fs::remove_dir_all(worktree).with_context(|| format!("removing {}", worktree.display()))?;
+    }
+    git(root, &["worktree", "prune"])?;
+    Ok(())
+}
+
+impl GitSync {
     /// Point the link at `.worktrees/<sha>` the way git-sync does: a relative
     /// `tmp-link` renamed over the link. Returns the previous worktree.
     pub fn swap(&self, sha: &str) -> Result<Option<PathBuf>> {
-        let previous = self.published_worktree();
-        let tmp = self.root().join("tmp-link");
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(format!(".worktrees/{sha}"), &tmp)
-            .context("creating tmp-link")?;
-        fs::rename(&tmp, self.link_path()).context("renaming tmp-link over the link")?;
-        Ok(previous.filter(|p| !p.ends_with(sha)))
+        swap_link(&self.root(), &self.link_path(), sha)
     }
 
     /// Remove a worktree that is no longer published (git-sync's cleanup).
     pub fn cleanup(&self, worktree: &Path) -> Result<()> {
-        if worktree.exists() {
-            fs::remove_dir_all(worktree)
-                .with_context(|| format!("removing {}", worktree.display()))?;
-        }
-        git(&self.root(), &["worktree", "prune"])?;
-        Ok(())
+        cleanup_worktree(&self.root(), worktree)
     }
 
     /// Publish the source's HEAD: prepare, swap, remove the old worktree.
@@ -166,11 +235,7 @@ impl GitSync {
 
     /// Publish a given (already committed) revision.
     pub fn publish_sha(&self, sha: &str) -> Result<()> {
-        self.prepare(sha)?;
-        if let Some(old) = self.swap(sha)? {
-            self.cleanup(&old)?;
-        }
-        Ok(())
+        publish_from(&self.root(), &self.link_path(), &self.source(), sha)
     }
 
     /// Commit and publish; returns the commit.

@@ -1,10 +1,14 @@
 //! Test support for kubectl-gitops: a real Kubernetes API server per test
 //! ([`cluster::TestCluster`], built by `scripts/test-cluster.sh`) and a TCP
-//! proxy that injects network faults ([`proxy::FaultProxy`]).
+//! proxy that injects network faults ([`proxy::FaultProxy`]), a real
+//! Prometheus ([`prometheus::TestPrometheus`]) and a mesh-traffic simulator
+//! for it to scrape ([`mesh::MeshSim`]).
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod gitsync;
+pub mod mesh;
+pub mod prometheus;
 pub mod proxy;
 
 pub use cluster::{AuditEvent, AuditObjectRef, TestCluster};

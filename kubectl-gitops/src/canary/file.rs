@@ -106,6 +106,8 @@ impl VsFile {
 #[derive(Debug)]
 pub struct Move<'a> {
     pub subject: String,
+    /// A paragraph between the subject and the trailers.
+    pub body: Option<String>,
     pub release: &'a Release,
     pub split: Split,
     /// `Gitops-Canary-Check:` trailer values.
@@ -137,6 +139,10 @@ pub fn commit_move(repo: &Repo, vs: &VsFile, index: usize, m: &Move<'_>) -> Resu
         let tree = lock.tree_with(&[vs.rel.as_str()])?;
         let key = ObjectKey::new(GROUP, KIND, &vs.name);
         let mut message = format!("{}\n\n", m.subject);
+        if let Some(body) = &m.body {
+            message.push_str(body.trim_end());
+            message.push_str("\n\n");
+        }
         let mut lines = trailers([&vs.namespace], &[key]);
         lines.push(format!("Gitops-Canary: {}", vs.name));
         lines.push(format!("Gitops-Canary-Step: {}", m.release.step_label()));

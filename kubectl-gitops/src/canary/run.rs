@@ -226,7 +226,7 @@ impl Driver<'_> {
             ));
 
             let mut failures = 0;
-            let verdicts = loop {
+            let (verdicts, window) = loop {
                 self.countdown(&label, args.interval).await;
                 let window = checks::window(live_at.elapsed());
                 let mut verdicts = Vec::new();
@@ -247,10 +247,12 @@ impl Driver<'_> {
                     }
                 ));
                 if all_ok {
-                    break verdicts;
+                    break (verdicts, window);
                 }
                 if failures >= args.threshold {
-                    return self.roll_back(&repo, &vs, index, &release, &verdicts).await;
+                    return self
+                        .roll_back(&repo, &vs, index, &release, &verdicts, &window)
+                        .await;
                 }
             };
 
@@ -262,6 +264,7 @@ impl Driver<'_> {
             let (moved, split, subject) = next(&vs, &release, kind)?;
             let m = Move {
                 subject,
+                body: Some(judged(&release, &window, true)),
                 release: &moved,
                 split,
                 checks: verdicts.iter().map(ToString::to_string).collect(),
@@ -289,10 +292,12 @@ impl Driver<'_> {
         index: usize,
         release: &Release,
         verdicts: &[Verdict],
+        window: &str,
     ) -> Result<Status> {
         let (moved, split, subject) = next(vs, release, MoveKind::Abort)?;
         let m = Move {
             subject,
+            body: Some(judged(release, window, false)),
             release: &moved,
             split,
             checks: verdicts.iter().map(ToString::to_string).collect(),
@@ -430,6 +435,25 @@ impl Driver<'_> {
                 .status(&format!("{label}: next check in {}", human(left)));
             tokio::time::sleep(left.min(Duration::from_secs(1))).await;
         }
+    }
+}
+
+/// The body of an automatic move: which step the checks judged.
+fn judged(release: &Release, window: &str, healthy: bool) -> String {
+    if healthy {
+        format!(
+            "Step {} ({}% to {}) was healthy over the last {window}; moved on by `kubectl gitops canary run`.",
+            release.step_label(),
+            release.weight(),
+            release.canary
+        )
+    } else {
+        format!(
+            "Step {} ({}% to {}) failed its checks; rolled back by `kubectl gitops canary run`.",
+            release.step_label(),
+            release.weight(),
+            release.canary
+        )
     }
 }
 

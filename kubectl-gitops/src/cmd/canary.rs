@@ -166,6 +166,7 @@ fn start(ctx: &Context, args: StartArgs) -> Result<Status> {
     );
     let m = Move {
         subject,
+        body: None,
         release: &release,
         split: Split::Canary(release.weight()),
         checks: Vec::new(),
@@ -285,8 +286,8 @@ pub(crate) fn next(
             (
                 Split::AllCanary,
                 format!(
-                    "canary {}: promote {}, 100% of {}",
-                    vs.name, r.canary, r.route
+                    "canary {}: promote {}, 100% to {}",
+                    vs.name, r.canary, r.canary
                 ),
             )
         }
@@ -315,6 +316,7 @@ fn advance(ctx: &Context, args: MoveArgs, kind: MoveKind) -> Result<Status> {
     let (release, split, subject) = next(&vs, &current, kind)?;
     let m = Move {
         subject,
+        body: None,
         release: &release,
         split,
         checks: Vec::new(),
