@@ -10,9 +10,13 @@
 #    into namespaces/team-a and committed;
 # 3. a git-sync volume laid out exactly as git-sync v4 does it (worktrees and
 #    an atomically swapped `current` link), and a sync-agent for team-a;
-# 4. a weight change (80/20 -> 50/50) as one commit, diffed, then applied;
-# 5. someone edits the VirtualService by hand: the agent heals the drift;
-# 6. the emergency brake: suspend and resume.
+# 4. a change as one commit, diffed against the cluster, then applied;
+# 5. a canary release through Git, judged by a real Prometheus (Debian's
+#    package, fetched like etcd) scraping a mesh-traffic simulator that
+#    follows the live weights: v2 is promoted step by step, then a bad v3
+#    is rolled back, every move a commit;
+# 6. someone edits the VirtualService by hand: the agent heals the drift;
+# 7. the emergency brake: suspend and resume.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT=$PWD
@@ -42,6 +46,9 @@ say "Starting a real API server with Istio's CRDs"
 bash scripts/test-cluster.sh build
 WORK=$(mktemp -d -t kubectl-gitops-demo.XXXXXX)
 AGENT_PID=""
+SIM_PID=""
+PROM_PID=""
+FOLLOW_PID=""
 cleanup() {
     if [[ -n ${KEEP:-} ]]; then
         printf '\nLeft running (KEEP=1): export KUBECONFIG=%s; agent pid %s; repo %s\n' \
@@ -49,7 +56,11 @@ cleanup() {
         printf 'Stop with: kill %s; scripts/test-cluster.sh stop %s\n' "$AGENT_PID" "$WORK/cluster"
         return
     fi
-    [[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+    local pid
+    for pid in "$FOLLOW_PID" "$SIM_PID" "$PROM_PID" "$AGENT_PID"; do
+        # Killed by TERM, the helpers exit 143: that is not the demo failing.
+        [[ -z $pid ]] || { kill "$pid" && wait "$pid"; } 2>/dev/null || true
+    done
     bash "$REPO_ROOT/scripts/test-cluster.sh" stop "$WORK/cluster" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -68,9 +79,8 @@ git config user.email "demo@example.com"
 run kubectl gitops init
 run kubectl gitops -n team-a stage "$SAMPLES/destination-rule-all.yaml" \
     "$SAMPLES/virtual-service-all-v1.yaml" "$SAMPLES/bookinfo-gateway.yaml"
-run kubectl gitops -n team-a stage "$SAMPLES/virtual-service-reviews-80-20.yaml"
 run kubectl gitops -n team-a validate
-run kubectl gitops commit -m "team-a: Bookinfo, reviews 80/20"
+run kubectl gitops commit -m "team-a: Bookinfo, all traffic on v1"
 run git log --format='%h %s%n%(trailers:key=Gitops-Object,separator=%x20)' -1
 
 # git-sync v4's layout: <root>/.worktrees/<sha> and a `current` symlink that is
@@ -116,23 +126,76 @@ run "${KUBECTL[@]}" get gos -A
 run "${KUBECTL[@]}" -n team-a get virtualservices,destinationrules,gateways
 run kubectl gitops -n team-a status
 
-say "A canary step as a commit: reviews 80/20 -> 50/50"
+say "A change as one commit: ratings delays jason's requests by 7s (a fault-injection test)"
 cd "$WORK/config"
-run kubectl gitops -n team-a stage "$SAMPLES/virtual-service-reviews-50-v3.yaml"
-run kubectl gitops commit -m "team-a: reviews 50% to v3"
+run kubectl gitops -n team-a stage "$SAMPLES/virtual-service-ratings-test-delay.yaml"
+run kubectl gitops commit -m "team-a: ratings, 7s delay for jason"
 run kubectl gitops -n team-a status || true
 printf '$ kubectl gitops -n team-a diff   # the cluster is behind Git: exit 1\n'
 kubectl gitops -n team-a diff && die "diff should report the pending change"
 publish
 wait_for "the agent to apply the new commit" revision_is_head
 run kubectl gitops -n team-a diff
+
+say "Mesh traffic and a real Prometheus for the canary"
+# From here on git-sync follows the repo by itself, as it polls a remote.
+(
+    while sleep 0.5; do
+        head=$(git -C "$WORK/config" rev-parse HEAD)
+        [[ $(readlink "$VOLUME/current") == ".worktrees/$head" ]] || publish >>"$WORK/git-sync.log" 2>&1
+    done
+) &
+FOLLOW_PID=$!
+# The simulator watches the live VirtualService and splits 50 requests a
+# second by its weights; v3 is broken: a quarter of its answers are 500s.
+mesh-sim --kubeconfig "$KUBECONFIG" --namespace team-a --vs reviews --rps 50 \
+    --error-rate v3=0.25 --port-file "$WORK/sim.addr" >"$WORK/sim.log" 2>&1 &
+SIM_PID=$!
+wait_for "the traffic simulator" test -s "$WORK/sim.addr"
+http_get() { # http_get PORT PATH: the body of a loopback GET
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$2" >&3
+    sed '1,/^\r$/d' <&3
+    exec 3<&-
+}
+PROM_PORT=$((20000 + RANDOM % 12000))
+cat >"$WORK/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+- job_name: mesh
+  static_configs:
+  - targets: ['$(cat "$WORK/sim.addr")']
+EOF
+"${GITOPS_CACHE_DIR:-$HOME/.cache/kubectl-gitops}/bin/prometheus" --config.file="$WORK/prometheus.yml" \
+    --storage.tsdb.path="$WORK/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --log.level=warn >"$WORK/prometheus.log" 2>&1 &
+PROM_PID=$!
+scraping() { http_get "$PROM_PORT" '/api/v1/query?query=up' | grep -q '"value":\[[0-9.]*,"1"\]'; }
+wait_for "Prometheus to scrape the simulator" scraping
+printf 'Prometheus on http://127.0.0.1:%s scrapes the simulator at %s\n' "$PROM_PORT" "$(cat "$WORK/sim.addr")"
+CANARY_RUN=(kubectl gitops -n team-a canary run reviews --prometheus "http://127.0.0.1:$PROM_PORT" --interval 5s)
+
+say "A canary through Git: reviews v1 -> v2 in steps of 20% and 50%, each step a commit judged by Prometheus"
+run kubectl gitops -n team-a canary start reviews --stable v1 --canary v2 --steps 20,50
+run "${CANARY_RUN[@]}"
+run kubectl gitops -n team-a canary status reviews
+[[ $("${KUBECTL[@]}" -n team-a get vs reviews -o jsonpath='{.spec.http[0].route[*].destination.subset}') == v2 ]] ||
+    die "v2 should have all of reviews' traffic"
+
+say "A bad canary: v3 fails a quarter of its requests; the metrics roll it back, as a commit"
+run kubectl gitops -n team-a canary start reviews --stable v2 --canary v3 --steps 20,50
+printf '$ %s   # rolled back: exit 1\n' "${CANARY_RUN[*]}"
+if "${CANARY_RUN[@]}"; then die "the bad canary v3 was promoted"; fi
+wait_for "the rollback to be live" revision_is_head
 run "${KUBECTL[@]}" -n team-a get vs reviews -o jsonpath='{range .spec.http[0].route[*]}{.destination.subset}={.weight}{" "}{end}{"\n"}'
+printf 'The release history, as git tells it:\n'
+run git log --format='%h %s%n%(trailers:key=Gitops-Canary-Weight,key=Gitops-Canary-Check)' -- namespaces/team-a/virtualservice-reviews.yaml
 
 say "Someone edits the VirtualService by hand: drift, healed by the agent"
 run "${KUBECTL[@]}" -n team-a patch vs reviews --type merge --field-manager someone \
     -p '{"spec":{"http":[{"route":[{"destination":{"host":"reviews","subset":"v1"}}]}]}}'
 weights_back() {
-    [[ $("${KUBECTL[@]}" -n team-a get vs reviews -o jsonpath='{.spec.http[0].route[*].weight}') == "50 50" ]]
+    [[ $("${KUBECTL[@]}" -n team-a get vs reviews -o jsonpath='{.spec.http[0].route[*].destination.subset}={.spec.http[0].route[*].weight}') == "v2=100" ]]
 }
 wait_for "the agent to heal the drift" weights_back
 run "${KUBECTL[@]}" -n team-a get vs reviews -o jsonpath='{range .spec.http[0].route[*]}{.destination.subset}={.weight}{" "}{end}{"\n"}'

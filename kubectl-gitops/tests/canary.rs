@@ -475,6 +475,25 @@ fn apply_timeout_leaves_the_release_where_git_has_it() {
         run.stderr
     );
     assert_eq!(w.subjects().len(), 2, "nothing committed beyond the start");
+
+    // On a terminal the same wait is a live line saying what it waits for.
+    let command = format!(
+        "{} --kubeconfig {} -n {NS} canary run reviews --interval 1s --apply-timeout 3s --prometheus {}",
+        bin().display(),
+        w.cluster.kubeconfig_path().display(),
+        w.prometheus.url()
+    );
+    let tty = w
+        .dir
+        .program("script")
+        .args(["-qec", &command, "/dev/null"])
+        .expect(2);
+    assert!(
+        tty.stdout
+            .contains("waiting for team-a/sync-agent to apply"),
+        "{}",
+        tty.stdout
+    );
 }
 
 fn wait_for(mut done: impl FnMut() -> bool) {

@@ -156,3 +156,49 @@ fn push_with_a_true_conflict_fails_cleanly() {
     assert!(!d.path(".git/index.lock").exists());
     d.assert_clean();
 }
+
+#[test]
+fn canary_moves_push_and_rebase_onto_a_remote_that_moved_on() {
+    let d = Dir::new();
+    let (bare, other) = remote_and_clone(&d);
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-all.yaml"))
+        .arg(sample("virtual-service-all-v1.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "bookinfo"]).ok();
+    d.kg().arg("push").ok();
+    // Someone else pushes an unrelated change first.
+    d.git_in(&other, &["pull", "-q"]);
+    std::fs::write(other.join("README"), "hello\n").unwrap();
+    d.git_in(&other, &["add", "README"]);
+    d.git_in(&other, &["commit", "-q", "-m", "readme"]);
+    d.git_in(&other, &["push", "-q"]);
+
+    let out = d
+        .kg()
+        .args([
+            "-n", "team-a", "canary", "start", "reviews", "--stable", "v1",
+        ])
+        .args(["--canary", "v2", "--push"])
+        .ok();
+    assert!(out.contains("rebased onto them 1 time(s)"), "{out}");
+    assert!(out.contains("pushed main to origin main"), "{out}");
+    assert_eq!(rev(&d, &bare, "main"), rev(&d, &d.repo, "HEAD"));
+    let subject = d.git_in(&bare, &["log", "-1", "--format=%s", "main"]);
+    assert_eq!(
+        subject.trim(),
+        "canary reviews: start v1 -> v2, step 1/4: 10% to v2"
+    );
+    assert_eq!(d.trailers("HEAD", "Gitops-Canary-Step"), ["1/4"]);
+    assert_eq!(
+        d.trailers("HEAD", "Gitops-Object"),
+        ["VirtualService/reviews"]
+    );
+    d.kg()
+        .args(["-n", "team-a", "canary", "step", "reviews", "--push"])
+        .ok();
+    assert_eq!(rev(&d, &bare, "main"), rev(&d, &d.repo, "HEAD"));
+    assert_eq!(d.trailers("HEAD", "Gitops-Canary-Weight"), ["25"]);
+    d.assert_clean();
+}

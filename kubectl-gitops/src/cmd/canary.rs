@@ -342,13 +342,7 @@ pub(crate) fn commit_and_report(
     ))?;
     if commit.push {
         let outcome = repo.push(None, 5)?;
-        output::print(&format!(
-            "pushed {} to {} {} ({})\n",
-            outcome.branch,
-            outcome.remote,
-            outcome.remote_ref.trim_start_matches("refs/heads/"),
-            &outcome.head[..outcome.head.len().min(12)]
-        ))?;
+        output::print(&super::push::report(&outcome))?;
     }
     Ok(id)
 }

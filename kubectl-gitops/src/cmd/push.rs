@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::{Status, context::Context, output};
+use crate::{Status, context::Context, git::PushOutcome, output};
 
 /// Push the current branch (remote from the branch's config, else origin).
 #[derive(Debug, clap::Args)]
@@ -20,6 +20,12 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     let repo = ctx.repo()?;
     let outcome = repo.push(args.remote.as_deref(), args.retries)?;
+    output::print(&report(&outcome))?;
+    Ok(Status::Ok)
+}
+
+/// What a push did, in the words `push` prints.
+pub fn report(outcome: &PushOutcome) -> String {
     let mut text = String::new();
     if outcome.rebases > 0 {
         text.push_str(&format!(
@@ -34,6 +40,5 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
         outcome.remote_ref.trim_start_matches("refs/heads/"),
         &outcome.head[..outcome.head.len().min(12)]
     ));
-    output::print(&text)?;
-    Ok(Status::Ok)
+    text
 }
