@@ -199,7 +199,9 @@ fn healthy_release_walks_every_step_to_promotion() {
             "canary", "start", "reviews", "--stable", "v1", "--canary", "v2", "--steps", "20,50",
         ])
         .ok();
-    let run = w.run(&[]).expect(0);
+    // An extra check of the user's own, with the placeholders filled in.
+    let rps = "rps=sum(rate(istio_requests_total{reporter=\"destination\",{{ selector }}}[{{ interval }}])):1:";
+    let run = w.run(&["--query", rps]).expect(0);
 
     // One commit per step, each applied before it was judged.
     assert_eq!(
@@ -245,12 +247,16 @@ fn healthy_release_walks_every_step_to_promotion() {
     assert_eq!(w.dir.trailers("HEAD", "Gitops-Canary"), ["reviews"]);
     assert_eq!(w.dir.trailers("HEAD", "Gitops-Canary-Weight"), ["100"]);
     let checks = w.dir.trailers("HEAD", "Gitops-Canary-Check");
-    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!(checks.len(), 3, "{checks:?}");
     assert!(
         checks[0].starts_with("success-rate=100 (>= 99) ok"),
         "{checks:?}"
     );
     assert!(checks[1].starts_with("p99-ms="), "{checks:?}");
+    assert!(
+        checks[2].starts_with("rps=") && checks[2].ends_with("(>= 1) ok"),
+        "{checks:?}"
+    );
     assert_eq!(w.dir.trailers("HEAD~1", "Gitops-Canary-Step"), ["2/2"]);
     w.dir.assert_clean();
 
