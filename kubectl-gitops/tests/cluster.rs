@@ -542,3 +542,67 @@ fn status_shows_the_agent_and_how_far_behind_it_is() {
         "{err}"
     );
 }
+
+/// A Failed agent is trouble (exit 1); `status --wait` waits for the agent
+/// to apply HEAD and gives up after its timeout.
+#[test]
+fn status_exits_1_on_failed_and_waits_for_head() {
+    let cluster = start();
+    let kc = cluster.kubeconfig_path();
+    let d = Dir::new();
+    d.init();
+    let kg = || d.kg().arg("--kubeconfig").arg(&kc).args(["-n", "team-a"]);
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-reviews.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "reviews"]).ok();
+    let head = d.git(&["rev-parse", "HEAD"]).trim().to_string();
+    kubectl(
+        &cluster,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: kubectl-gitops.io/v1alpha1\nkind: GitOpsSync\nmetadata:\n  name: sync-agent\n  namespace: team-a\nspec: {}\n",
+        ),
+    );
+    report(
+        &cluster,
+        "team-a",
+        json!({
+            "revision": head,
+            "observedRevision": head,
+            "phase": "Failed",
+            "message": "revision refused: namespaces/team-a/x.yaml: document 1, line 3: bad",
+            "drift": [],
+            "drifted": 0
+        }),
+    );
+    let run = kg().arg("status").expect(1);
+    assert!(run.stdout.contains("Failed"), "{}", run.stdout);
+
+    // Failed at HEAD: --wait gives up after its timeout, with exit 1.
+    let run = kg().args(["status", "--wait=1s"]).expect(1);
+    assert!(
+        run.stderr.contains("gave up waiting after 1s"),
+        "{}",
+        run.stderr
+    );
+
+    // The agent catches up while `status --wait` waits: exit 0.
+    let waiting = kg().args(["status", "--wait=60s"]).spawn();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    report(
+        &cluster,
+        "team-a",
+        json!({"revision": head, "observedRevision": head, "phase": "Synced",
+               "message": "in sync", "drift": [], "drifted": 0}),
+    );
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in sync"));
+}

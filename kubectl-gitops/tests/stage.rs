@@ -281,3 +281,43 @@ fn rm_stages_deletions_and_cuts_one_document_out_of_a_multi_document_file() {
         .stderr;
     assert!(err.contains("not an Istio config kind"), "{err}");
 }
+
+/// A namespace folder that is a symlink out of the repo is never read
+/// (validate) nor written through (stage): `namespaces/team-a ->
+/// ../elsewhere` names the folder in the error.
+#[test]
+fn a_namespace_folder_linked_out_of_the_repo_is_refused() {
+    let d = Dir::new();
+    d.init();
+    let elsewhere = d.tmp("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(
+        sample("destination-rule-reviews.yaml"),
+        elsewhere.join("dr.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, d.path("namespaces/team-a")).unwrap();
+    let before = std::fs::read_dir(&elsewhere).unwrap().count();
+
+    let run = d.kg().args(["-n", "team-a", "validate"]).expect(1);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("namespaces/team-a") && out.contains("symlink leading out of the repository"),
+        "{out}"
+    );
+    let run = d
+        .kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("virtual-service-reviews-80-20.yaml"))
+        .expect(2);
+    assert!(
+        run.stderr.contains("symlink leading out of the repository"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        before,
+        "written through the link"
+    );
+}

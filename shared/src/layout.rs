@@ -103,6 +103,34 @@ pub fn namespace_dir(repo: &Path, base: &str, namespace: &str) -> PathBuf {
     repo.join(base).join(namespace)
 }
 
+/// Refuse a base folder or namespace folder that is (or passes through) a
+/// symlink leading out of the repository, or to nothing: `namespaces/team-a
+/// -> ../../elsewhere` must never load, or be written to. A folder that does
+/// not exist at all is fine (it has no objects).
+pub fn check_folders(repo: &Path, base: &str, namespace: &str) -> Result<(), ManifestError> {
+    let root =
+        std::fs::canonicalize(repo).map_err(|e| ManifestError::in_file(repo, Problem::Io(e)))?;
+    for dir in [repo.join(base), namespace_dir(repo, base, namespace)] {
+        match std::fs::canonicalize(&dir) {
+            Ok(real) if !real.starts_with(&root) => {
+                return Err(ManifestError::in_file(&dir, Problem::FolderEscape(real)));
+            }
+            Ok(_) => {}
+            // A dangling link: where it would lead.
+            Err(_)
+                if dir
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.file_type().is_symlink()) =>
+            {
+                let target = std::fs::read_link(&dir).unwrap_or_default();
+                return Err(ManifestError::in_file(&dir, Problem::FolderEscape(target)));
+            }
+            Err(_) => return Ok(()), // absent: nothing below can escape either
+        }
+    }
+    Ok(())
+}
+
 /// The namespace folders under `<repo>/<base>`, sorted (dot-folders skipped).
 /// A missing base folder has none.
 pub fn list_namespaces(repo: &Path, base: &str) -> std::io::Result<Vec<String>> {
@@ -251,6 +279,9 @@ pub fn load_namespace(
     policy: &Policy,
     opts: &LoadOptions,
 ) -> Result<DesiredSet, LoadError> {
+    check_folders(repo, base, &policy.namespace).map_err(|e| LoadError {
+        errors: relative(vec![e], repo),
+    })?;
     let dir = namespace_dir(repo, base, &policy.namespace);
     let files = walk_namespace(&dir).map_err(|errors| LoadError {
         errors: relative(errors, repo),

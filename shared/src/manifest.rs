@@ -164,6 +164,8 @@ pub enum Problem {
     Policy(String),
     #[error("symlink points outside the namespace folder (to {0}); it is not followed")]
     SymlinkEscape(PathBuf),
+    #[error("the folder is a symlink leading out of the repository (to {0}); it is not followed")]
+    FolderEscape(PathBuf),
 }
 
 /// An error with its place: file, and where known, document and line.

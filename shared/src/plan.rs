@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::{
-    ANNOTATION_HASH,
+    ANNOTATION_HASH, ANNOTATION_SOURCE,
     kinds::{self, IstioKind},
     layout::{DesiredSet, LoadError},
     manifest::{ObjectKey, Source},
@@ -193,7 +193,29 @@ pub fn plan(
             None => (Action::Create, "new in Git".to_string()),
             Some(live) => {
                 let live_hash = live["metadata"]["annotations"][ANNOTATION_HASH].as_str();
-                match first_difference(&object, live, "") {
+                // The source annotation says where the object is in Git, not
+                // what it is: a renamed or moved file is an update of that
+                // annotation, never drift (it is outside the hash too).
+                let live_source = live["metadata"]["annotations"][ANNOTATION_SOURCE].as_str();
+                let mut compared = object.clone();
+                if let Some(annotations) = compared["metadata"]["annotations"].as_object_mut() {
+                    match live_source {
+                        Some(s) => annotations.insert(ANNOTATION_SOURCE.into(), s.into()),
+                        None => annotations.remove(ANNOTATION_SOURCE),
+                    };
+                }
+                match first_difference(&compared, live, "") {
+                    None if live_hash == Some(hash.as_str())
+                        && live_source != Some(source_path.as_ref()) =>
+                    {
+                        (
+                            Action::Update,
+                            format!(
+                                "moved in Git: {} -> {source_path}",
+                                live_source.unwrap_or("(no source)")
+                            ),
+                        )
+                    }
                     None if live_hash == Some(hash.as_str()) => {
                         (Action::Unchanged, "in sync".to_string())
                     }
@@ -450,6 +472,27 @@ mod tests {
         assert!(p.is_noop(), "{:?}", p.apply);
         assert_eq!(p.count(Action::Unchanged), 2);
         assert!(p.drift.is_empty());
+    }
+
+    #[test]
+    fn a_renamed_file_is_an_update_never_drift() {
+        let d = desired(&[dr("reviews")], false);
+        let live = applied(&d);
+        let mut moved = d.unwrap();
+        moved.manifests[0].source.file = "namespaces/team-a/rules/reviews.yaml".into();
+        let moved = Ok(moved);
+        let p = plan(&moved, &live, &inventory(&live), &PlanOptions::default()).unwrap();
+        assert!(p.drift.is_empty(), "{:?}", p.drift);
+        assert_eq!(keys(&p.apply), ["DestinationRule/reviews"]);
+        assert_eq!(p.apply[0].action, Action::Update);
+        assert_eq!(
+            p.apply[0].reason,
+            "moved in Git: namespaces/team-a/all.yaml -> namespaces/team-a/rules/reviews.yaml"
+        );
+        // Applied, it is in sync again.
+        let after = applied(&moved);
+        let p = plan(&moved, &after, &inventory(&after), &PlanOptions::default()).unwrap();
+        assert!(p.is_noop() && p.drift.is_empty());
     }
 
     #[test]

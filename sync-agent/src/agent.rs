@@ -224,6 +224,20 @@ impl Agent {
             .read()
             .await
             .map_err(|e| api_failure(&e, "reading the GitOpsSync"))?;
+        if let Some(why) = &control.unreadable {
+            // Its inventory is what the agent may prune: unknown, nothing is
+            // written (a status write would replace it) and nothing pruned.
+            return Err(Failure {
+                reason: "StatusUnreadable",
+                result: "status_unreadable",
+                message: format!(
+                    "the status of GitOpsSync {} does not parse ({why}); its inventory is unknown, so nothing is applied or pruned. Was it written by another version of sync-agent? Run that version, or clear the status (kubectl edit --subresource=status)",
+                    self.cfg.name
+                ),
+                retry_soon: false,
+                report: false,
+            });
+        }
         if !self.initialized {
             self.status = control.status.clone();
             self.reporter.assume_written(&control.status);
@@ -309,6 +323,8 @@ impl Agent {
                 self.last_printed = Some(text);
             }
             self.metrics.set_drifted(plan.drift.len());
+            // A plan printed is a dry run's success: ready, like a sync.
+            self.mark_ready();
             return Ok((Outcome::Synced, Some("success")));
         }
 
@@ -396,6 +412,9 @@ impl Agent {
         );
         self.metrics.set_drifted(plan.drift.len());
         self.write_status().await;
+        // Suspended on purpose is healthy: the pod must still become ready,
+        // or a rollout with the brake on never completes.
+        self.mark_ready();
         info!(
             changes,
             drifted = plan.drift.len(),
@@ -459,9 +478,7 @@ impl Agent {
         self.metrics.set_objects(&[("managed", owned.len())]);
         self.metrics.set_drifted(remaining.len());
         self.metrics.set_synced(unix_now(), revision);
-        if !self.ready.swap(true, Ordering::SeqCst) {
-            info!("first sync done; ready");
-        }
+        self.mark_ready();
         if did_apply || new_revision || !remaining.is_empty() {
             info!(
                 phase = %phase,
@@ -475,6 +492,14 @@ impl Agent {
             );
         } else {
             debug!(unchanged = plan.count(Action::Unchanged), "in sync");
+        }
+    }
+
+    /// `/readyz` answers 200 from the first pass that did what it was asked
+    /// (synced, suspended, or planned in `--dry-run`).
+    fn mark_ready(&self) {
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            info!("first pass done; ready");
         }
     }
 

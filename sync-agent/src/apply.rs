@@ -46,7 +46,37 @@ impl Applied {
 pub struct ObjectFailure {
     pub key: ObjectKey,
     pub action: Action,
-    pub error: kube::Error,
+    pub error: Cause,
+}
+
+/// Why an object was not written.
+#[derive(Debug)]
+pub enum Cause {
+    /// The API server refused, or could not be reached.
+    Api(kube::Error),
+    /// The task writing it panicked: whether it wrote is unknown, so it
+    /// counts as a failed write (the revision is not synced).
+    Panicked(String),
+}
+
+impl Cause {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Cause::Api(e) => cluster::is_transient(e),
+            Cause::Panicked(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Api(e) => f.write_str(&cluster::describe(e)),
+            Cause::Panicked(why) => {
+                write!(f, "the write panicked ({why}); a bug, please report it")
+            }
+        }
+    }
 }
 
 impl fmt::Display for ObjectFailure {
@@ -55,8 +85,28 @@ impl fmt::Display for ObjectFailure {
             Action::Prune => "prune",
             _ => "apply",
         };
-        write!(f, "{verb} {}: {}", self.key, cluster::describe(&self.error))
+        write!(f, "{verb} {}: {}", self.key, self.error)
     }
+}
+
+/// The outcome of one task of a [`JoinSet`], with the object it was for
+/// (found by task id when the task panicked).
+fn joined<T>(
+    result: Result<(ObjectKey, Action, T), tokio::task::JoinError>,
+    keys: &BTreeMap<tokio::task::Id, (ObjectKey, Action)>,
+) -> Result<(ObjectKey, Action, T), Box<ObjectFailure>> {
+    result.map_err(|e| {
+        let (key, action) = keys
+            .get(&e.id())
+            .cloned()
+            .unwrap_or_else(|| (ObjectKey::new("", "unknown", "unknown"), Action::Update));
+        let why = if e.is_panic() { "panic" } else { "cancelled" };
+        Box::new(ObjectFailure {
+            key,
+            action,
+            error: Cause::Panicked(why.to_string()),
+        })
+    })
 }
 
 /// An apply that stopped part-way; `done` is what was written before.
@@ -81,9 +131,7 @@ impl fmt::Display for ApplyError {
 impl ApplyError {
     /// Whether retrying soon may help: every failure was the server's trouble.
     pub fn is_transient(&self) -> bool {
-        self.failures
-            .iter()
-            .all(|f| cluster::is_transient(&f.error))
+        self.failures.iter().all(|f| f.error.is_transient())
     }
 }
 
@@ -121,6 +169,7 @@ impl Applier {
         }
         for steps in ranks.values() {
             let mut tasks = JoinSet::new();
+            let mut keys = BTreeMap::new();
             let permits = Arc::new(Semaphore::new(self.concurrency));
             for step in steps {
                 let (Some(object), key, action) =
@@ -146,7 +195,8 @@ impl Applier {
                 let permits = permits.clone();
                 let stopping = self.stopping.clone();
                 let tracked = self.tracked.clone();
-                tasks.spawn(async move {
+                let task_key = (key.clone(), action);
+                let handle = tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
                     let result = cluster::call(
                         || async {
@@ -166,11 +216,17 @@ impl Applier {
                     .await;
                     (key, action, result.map(|o| o.metadata.resource_version))
                 });
+                keys.insert(handle.id(), task_key);
             }
             let mut failures = Vec::new();
-            while let Some(joined) = tasks.join_next().await {
-                let Ok((key, action, result)) = joined else {
-                    continue; // a panicked task: nothing was written by it that we know of
+            while let Some(result) = tasks.join_next().await {
+                let (key, action, result) = match joined(result, &keys) {
+                    Ok(done) => done,
+                    Err(failure) => {
+                        warn!(kind = %failure.key.kind, name = %failure.key.name, "apply task panicked");
+                        failures.push(*failure);
+                        continue;
+                    }
                 };
                 match result {
                     Ok(rv) => {
@@ -179,7 +235,11 @@ impl Applier {
                     }
                     Err(error) => {
                         warn!(kind = %key.kind, name = %key.name, error = %cluster::describe(&error), "apply failed");
-                        failures.push(ObjectFailure { key, action, error });
+                        failures.push(ObjectFailure {
+                            key,
+                            action,
+                            error: Cause::Api(error),
+                        });
                     }
                 }
             }
@@ -206,6 +266,7 @@ impl Applier {
         }
         for (_, steps) in ranks {
             let mut tasks = JoinSet::new();
+            let mut keys = BTreeMap::new();
             let permits = Arc::new(Semaphore::new(self.concurrency));
             for step in steps {
                 let api: Api<DynamicObject> = Api::namespaced_with(
@@ -230,16 +291,25 @@ impl Applier {
                 let key = step.key.clone();
                 let permits = permits.clone();
                 let stopping = self.stopping.clone();
-                tasks.spawn(async move {
+                let task_key = (key.clone(), Action::Prune);
+                let handle = tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
                     let result =
                         cluster::call(|| api.delete(&key.name, &params), Some(&stopping)).await;
-                    (key, result.map(|_| ()))
+                    (key, Action::Prune, result.map(|_| ()))
                 });
+                keys.insert(handle.id(), task_key);
             }
             let mut failures = Vec::new();
-            while let Some(joined) = tasks.join_next().await {
-                let Ok((key, result)) = joined else { continue };
+            while let Some(result) = tasks.join_next().await {
+                let (key, _, result) = match joined(result, &keys) {
+                    Ok(done) => done,
+                    Err(failure) => {
+                        warn!(kind = %failure.key.kind, name = %failure.key.name, "prune task panicked");
+                        failures.push(*failure);
+                        continue;
+                    }
+                };
                 match result {
                     Ok(()) => {
                         info!(kind = %key.kind, name = %key.name, action = "prune", "pruned");
@@ -257,7 +327,7 @@ impl Applier {
                         failures.push(ObjectFailure {
                             key,
                             action: Action::Prune,
-                            error,
+                            error: Cause::Api(error),
                         });
                     }
                 }
@@ -268,5 +338,50 @@ impl Applier {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_write_is_a_failed_write_of_its_object() {
+        let mut tasks = JoinSet::new();
+        let mut keys = BTreeMap::new();
+        let key = ObjectKey::new("networking.istio.io", "VirtualService", "reviews");
+        let handle = tasks.spawn(async {
+            #[allow(clippy::panic)] // the point of the test
+            if true {
+                panic!("boom");
+            }
+            (ObjectKey::new("", "", ""), Action::Update, ())
+        });
+        keys.insert(handle.id(), (key.clone(), Action::Update));
+        let ok = tasks.spawn(async { (ObjectKey::new("g", "K", "n"), Action::Create, ()) });
+        keys.insert(ok.id(), (ObjectKey::new("g", "K", "n"), Action::Create));
+        let mut failures = Vec::new();
+        let mut done = 0;
+        while let Some(result) = tasks.join_next().await {
+            match joined(result, &keys) {
+                Ok(_) => done += 1,
+                Err(f) => failures.push(*f),
+            }
+        }
+        assert_eq!(done, 1);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].key, key);
+        assert!(!failures[0].error.is_transient());
+        let error = ApplyError {
+            failures,
+            done: Applied::default(),
+        };
+        assert!(!error.is_transient());
+        assert!(
+            error
+                .to_string()
+                .starts_with("apply VirtualService/reviews: the write panicked"),
+            "{error}"
+        );
     }
 }

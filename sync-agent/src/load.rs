@@ -218,7 +218,9 @@ fn read_tree(cfg: &Config, tree: &Path) -> (String, Result<DesiredSet, LoadError
         }
     };
     let dir = namespace_dir(tree, &base, &cfg.namespace);
-    if !dir.exists() && tree.is_dir() {
+    // A link (even a dangling one) is the loader's to judge, never "absent".
+    let absent = dir.symlink_metadata().is_err();
+    if absent && tree.is_dir() {
         // Git keeps no empty folders: a namespace folder emptied in Git is
         // gone from the checkout. That is an empty desired set without the
         // `.allow-empty` marker, so the plan's safety rule refuses to prune

@@ -58,19 +58,27 @@ pub fn make(
     plan::plan(desired, live, inventory, &PlanOptions { prune: true })
 }
 
-/// A digest of what Git asks for (every desired object's hash): a new
-/// revision that changes nothing in this namespace has the same digest.
+/// A digest of what Git asks for (every desired object's hash, and the file
+/// it is in): a new revision that changes nothing in this namespace has the
+/// same digest; one that only moves a file has another, so the move is applied.
 pub fn desired_digest(plan: &Plan) -> String {
-    let mut entries: Vec<(&ObjectKey, &str)> = plan
+    let mut entries: Vec<(&ObjectKey, &str, String)> = plan
         .apply
         .iter()
         .chain(&plan.unchanged)
-        .map(|s| (&s.key, s.hash.as_deref().unwrap_or("")))
+        .map(|s| {
+            let file = s
+                .source
+                .as_ref()
+                .map(|src| src.file.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (&s.key, s.hash.as_deref().unwrap_or(""), file)
+        })
         .collect();
     entries.sort();
     let mut buf = String::new();
-    for (key, hash) in entries {
-        let _ = writeln!(buf, "{}/{}/{}={hash}", key.group, key.kind, key.name);
+    for (key, hash, file) in entries {
+        let _ = writeln!(buf, "{}/{}/{}={hash} {file}", key.group, key.kind, key.name);
     }
     bytes_hash(buf.as_bytes())
 }

@@ -45,7 +45,7 @@ pub struct RunArgs {
     )]
     pub prometheus: String,
     /// How long each step runs, after it is applied, before it is judged (30s, 1m, 2m30s)
-    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::cli::parse_duration)]
     pub interval: Duration,
     /// Failed checks after which the release is rolled back
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
@@ -65,21 +65,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "LABELS")]
     pub canary_selector: Option<String>,
     /// How long the agent may take to apply a step
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::cli::parse_duration)]
     pub apply_timeout: Duration,
     /// Name of the namespace's GitOpsSync (its sync agent)
     #[arg(long, default_value = gitopssync::DEFAULT_NAME, value_name = "NAME")]
     pub name: String,
     #[command(flatten)]
     pub commit: CommitArgs,
-}
-
-/// `30s`, `1m`, `2m30s`, `1h` (jiff's friendly format, as kubectl's flags).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d: k8s_openapi::jiff::SignedDuration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration such as 30s, 1m or 2m30s ({e})"))?;
-    Duration::try_from(d).map_err(|_| format!("{text:?} is negative"))
 }
 
 /// Progress for a person: a live line on a terminal, plain lines otherwise.
@@ -490,11 +482,6 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("2m30s").unwrap(), Duration::from_secs(150));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
         assert_eq!(human(Duration::from_secs(90)), "1m30s");
         assert_eq!(human(Duration::from_millis(4200)), "5s");
     }

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use gitops_shared::{
     ObjectKey,
-    layout::{namespace_dir, object_file_name},
+    layout::{check_folders, namespace_dir, object_file_name},
     manifest::{LoadOptions, Manifest, load_file, parse_bytes},
 };
 
@@ -102,6 +102,7 @@ pub fn stage_manifests(
     manifests: &[Manifest],
 ) -> Result<Vec<Staged>> {
     let root = repo.workdir();
+    check_folders(root, base, namespace).map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = namespace_dir(root, base, namespace);
     let folder = Folder::scan(&dir)?;
     let rel = |path: &Path| -> Result<String> {

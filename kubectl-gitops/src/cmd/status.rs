@@ -4,7 +4,10 @@
 //! last sync, drift and message. `-A` is the fleet. Exit 1 when an agent
 //! reports drift.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Result, bail};
 use gitops_shared::gitopssync;
@@ -25,7 +28,15 @@ pub struct Args {
     /// Name of the agents' GitOpsSync objects
     #[arg(long, default_value = gitopssync::DEFAULT_NAME, value_name = "NAME")]
     pub name: String,
+    /// Wait until every namespace shown has applied HEAD with no drift (exit 0),
+    /// or until TIMEOUT passes (exit 1); default 5m
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "5m", value_parser = crate::cli::parse_duration)]
+    pub wait: Option<Duration>,
 }
+
+/// How often `--wait` looks again.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// One agent's state.
 #[derive(Debug, Serialize)]
@@ -64,59 +75,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
             None
         }
     };
-    let all = ctx.global.all_namespaces;
-    let single = if all {
+    let single = if ctx.global.all_namespaces {
         None
     } else {
         Some(ctx.namespace("status")?)
     };
-    let objects = block_on(async {
-        let cluster = Cluster::connect(&ctx.global).await?;
-        match &single {
-            Some(ns) => match cluster.gitopssync(ns, &args.name).await? {
-                Some(o) => anyhow::Ok(vec![o]),
-                None => bail!(
-                    "no GitOpsSync {:?} in namespace {ns:?}: is the sync agent deployed there?",
-                    args.name
-                ),
-            },
-            None => cluster.all_gitopssyncs().await,
-        }
-    })??;
-
-    let mut rows = Vec::new();
-    let mut seen = BTreeSet::new();
-    for o in &objects {
-        let ns = o["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        seen.insert(ns.clone());
-        rows.push(agent_status(repo.as_ref(), &ns, o)?);
-    }
-    if all && let Some((repo, base)) = &repo {
-        // Folders nobody syncs are worth seeing in the fleet view.
-        for ns in gitops_shared::layout::list_namespaces(repo.workdir(), base)? {
-            if !seen.contains(&ns) {
-                let head = repo.history(&format!("{base}/{ns}"), None, Some(1))?;
-                rows.push(AgentStatus {
-                    namespace: ns,
-                    name: String::new(),
-                    revision: String::new(),
-                    head: head.first().map(|c| c.commit.clone()).unwrap_or_default(),
-                    state: "no agent".into(),
-                    behind: None,
-                    phase: String::new(),
-                    synced_at: String::new(),
-                    suspended: false,
-                    drift: 0,
-                    drifted: Vec::new(),
-                    message: String::new(),
-                });
+    let deadline = args.wait.map(|w| Instant::now() + w);
+    let rows = loop {
+        let rows = collect(ctx, &args, repo.as_ref(), single.as_deref())?;
+        match deadline {
+            Some(at) if !rows.iter().all(AgentStatus::done) && Instant::now() < at => {
+                std::thread::sleep(WAIT_POLL);
             }
+            _ => break rows,
         }
-        rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    }
+    };
 
     match ctx.format() {
         Format::Table => {
@@ -149,13 +122,86 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
         }
         format => output::print_data(format, &rows)?,
     }
-    Ok(
-        if rows.iter().any(|r| r.drift > 0 || r.phase == "Drifted") {
-            Status::Differences
-        } else {
-            Status::Ok
-        },
-    )
+    let trouble = rows
+        .iter()
+        .any(|r| r.drift > 0 || r.phase == "Drifted" || r.phase == "Failed");
+    let waited_in_vain = args.wait.is_some() && !rows.iter().all(AgentStatus::done);
+    if waited_in_vain {
+        eprintln!(
+            "status: gave up waiting after {}s: not every namespace has applied HEAD without drift",
+            args.wait.unwrap_or_default().as_secs()
+        );
+    }
+    Ok(if trouble || waited_in_vain {
+        Status::Differences
+    } else {
+        Status::Ok
+    })
+}
+
+impl AgentStatus {
+    /// Applied the folder's last commit (or later), synced, no drift.
+    fn done(&self) -> bool {
+        self.behind == Some(0) && self.drift == 0 && self.phase == "Synced"
+    }
+}
+
+/// One look at the agents (and, with `-A`, the folders nobody syncs).
+fn collect(
+    ctx: &Context,
+    args: &Args,
+    repo: Option<&(Repo, String)>,
+    single: Option<&str>,
+) -> Result<Vec<AgentStatus>> {
+    let all = ctx.global.all_namespaces;
+    let objects = block_on(async {
+        let cluster = Cluster::connect(&ctx.global).await?;
+        match single {
+            Some(ns) => match cluster.gitopssync(ns, &args.name).await? {
+                Some(o) => anyhow::Ok(vec![o]),
+                None => bail!(
+                    "no GitOpsSync {:?} in namespace {ns:?}: is the sync agent deployed there?",
+                    args.name
+                ),
+            },
+            None => cluster.all_gitopssyncs().await,
+        }
+    })??;
+
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for o in &objects {
+        let ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        seen.insert(ns.clone());
+        rows.push(agent_status(repo, &ns, o)?);
+    }
+    if all && let Some((repo, base)) = repo {
+        // Folders nobody syncs are worth seeing in the fleet view.
+        for ns in gitops_shared::layout::list_namespaces(repo.workdir(), base)? {
+            if !seen.contains(&ns) {
+                let head = repo.history(&format!("{base}/{ns}"), None, Some(1))?;
+                rows.push(AgentStatus {
+                    namespace: ns,
+                    name: String::new(),
+                    revision: String::new(),
+                    head: head.first().map(|c| c.commit.clone()).unwrap_or_default(),
+                    state: "no agent".into(),
+                    behind: None,
+                    phase: String::new(),
+                    synced_at: String::new(),
+                    suspended: false,
+                    drift: 0,
+                    drifted: Vec::new(),
+                    message: String::new(),
+                });
+            }
+        }
+        rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    }
+    Ok(rows)
 }
 
 fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &Value) -> Result<AgentStatus> {

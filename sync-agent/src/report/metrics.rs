@@ -13,6 +13,7 @@ pub const RESULTS: &[&str] = &[
     "invalid",
     "refused",
     "apply_failed",
+    "status_unreadable",
     "error",
 ];
 

@@ -222,6 +222,9 @@ pub struct Control {
     pub suspend: bool,
     pub generation: Option<i64>,
     pub status: SyncStatus,
+    /// Why the status in the cluster does not parse (written by another
+    /// version of the agent, say). Its inventory is then unknown.
+    pub unreadable: Option<String>,
 }
 
 /// Reads and writes the agent's `GitOpsSync`.
@@ -257,17 +260,19 @@ impl Reporter {
         let Some(object) = object else {
             return Ok(Control::default());
         };
-        let status = object
-            .data
-            .get("status")
-            .cloned()
-            .and_then(|s| serde_json::from_value(s).ok())
-            .unwrap_or_default();
+        let (status, unreadable) = match object.data.get("status").cloned() {
+            None | Some(Value::Null) => (SyncStatus::default(), None),
+            Some(raw) => match serde_json::from_value(raw) {
+                Ok(status) => (status, None),
+                Err(e) => (SyncStatus::default(), Some(e.to_string())),
+            },
+        };
         Ok(Control {
             exists: true,
             suspend: object.data["spec"]["suspend"].as_bool().unwrap_or(false),
             generation: object.metadata.generation,
             status,
+            unreadable,
         })
     }
 

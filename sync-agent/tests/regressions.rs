@@ -1,0 +1,167 @@
+//! End-to-end regressions of defects a review found (issue "One cluster core
+//! for both programs, and an agent that never deletes or escapes by
+//! mistake"), each through the real binary on the real test API server.
+
+// Helpers outside `#[test]` fns panic on failure on purpose: that fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{thread::sleep, time::Duration};
+
+use support::*;
+
+fn setup(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev = gs.commit_and_publish("reviews 80/20").unwrap();
+    let agent = Agent::gitsync(cluster, &gs, "team-a", extra);
+    wait_status(&agent, cluster, "Synced", Some(&rev));
+    (gs, agent, rev)
+}
+
+/// Defect 1: moving a file in Git changes the source annotation only. It is
+/// an update, never drift, even with `--no-self-heal`.
+#[test]
+fn a_renamed_file_is_an_update_never_drift() {
+    let cluster = cluster();
+    let (gs, agent, _) = setup(&cluster, &["--no-self-heal", "--resync", "1s"]);
+    let text = gs.read("namespaces/team-a/dr-reviews.yaml").unwrap();
+    gs.remove("namespaces/team-a/dr-reviews.yaml").unwrap();
+    gs.write("namespaces/team-a/rules/reviews.yaml", text)
+        .unwrap();
+    let rev = gs.commit_and_publish("move the DestinationRule").unwrap();
+    wait_status(&agent, &cluster, "Synced", Some(&rev));
+    agent.wait("the source annotation to follow the file", || {
+        let dr = get(&cluster, "team-a", "destinationrules", "reviews")?;
+        (dr["metadata"]["annotations"]["kubectl-gitops.io/source"]
+            == "namespaces/team-a/rules/reviews.yaml")
+            .then_some(())
+    });
+    // Several resyncs later: still in sync, nothing drifted.
+    sleep(Duration::from_secs(3));
+    let status = gos_status(&cluster, "team-a");
+    assert_eq!(status["phase"], "Synced", "{status}");
+    assert_eq!(status["drift"], serde_json::json!([]), "{status}");
+    assert_eq!(agent.metric("gitops_drifted_objects"), Some(0.0));
+}
+
+/// Defect 4: started while suspended, or with `--dry-run`, the agent still
+/// becomes ready (a Deployment with the brake on must become Available).
+#[test]
+fn an_agent_started_suspended_or_in_dry_run_is_ready() {
+    let cluster = cluster();
+    kubectl_apply(
+        &cluster,
+        "apiVersion: kubectl-gitops.io/v1alpha1\nkind: GitOpsSync\nmetadata:\n  name: sync-agent\nspec:\n  suspend: true\n",
+        &["-n", "team-a"],
+    );
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.commit_and_publish("reviews").unwrap();
+    let suspended = Agent::gitsync(&cluster, &gs, "team-a", &[]);
+    wait_status(&suspended, &cluster, "Suspended", None);
+    suspended.wait("/readyz 200 while suspended", || {
+        (suspended.http("/readyz")?.0 == 200).then_some(())
+    });
+    assert!(get(&cluster, "team-a", "destinationrules", "reviews").is_none());
+
+    let dry = Agent::gitsync(&cluster, &gs, "team-b", &["--dry-run"]);
+    dry.wait("/readyz 200 in --dry-run", || {
+        (dry.http("/readyz")?.0 == 200).then_some(())
+    });
+    assert!(get(&cluster, "team-b", "destinationrules", "reviews").is_none());
+}
+
+/// Defect 9: a status that does not parse (here: a phase this version does
+/// not know, as another version of the agent could write) has an unknown
+/// inventory. The agent says so and touches nothing; it never prunes on an
+/// empty inventory it made up.
+#[test]
+fn a_status_that_does_not_parse_stops_the_agent_before_any_prune() {
+    let cluster = cluster();
+    let (gs, mut agent, _) = setup(&cluster, &["--resync", "1s"]);
+    agent.terminate();
+    let before = gos_status(&cluster, "team-a");
+    assert_eq!(before["inventory"].as_array().unwrap().len(), 2);
+
+    // A later CRD allows more phases, and a later agent wrote one.
+    kubectl(
+        &cluster,
+        &[
+            "patch",
+            "crd",
+            "gitopssyncs.kubectl-gitops.io",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum"}]"#,
+        ],
+    );
+    kubectl(
+        &cluster,
+        &[
+            "patch",
+            "-n",
+            "team-a",
+            "gitopssync",
+            "sync-agent",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Degraded"}}"#,
+        ],
+    );
+    // The VirtualService leaves Git.
+    gs.remove("namespaces/team-a/vs-reviews.yaml").unwrap();
+    gs.commit_and_publish("drop the VirtualService").unwrap();
+
+    let agent = Agent::gitsync(&cluster, &gs, "team-a", &["--resync", "1s"]);
+    agent.wait("the refusal in the log", || {
+        agent.log().contains("does not parse").then_some(())
+    });
+    agent.wait("the refusal in the metrics", || {
+        (agent.metric("gitops_sync_total{result=\"status_unreadable\"}")? >= 2.0).then_some(())
+    });
+    assert!(
+        get(&cluster, "team-a", "virtualservices", "reviews").is_some(),
+        "pruned on an unreadable status"
+    );
+    let after = gos_status(&cluster, "team-a");
+    assert_eq!(
+        after["inventory"], before["inventory"],
+        "the inventory was overwritten"
+    );
+    assert_eq!(after["phase"], "Degraded");
+    assert_eq!(agent.http("/readyz").map(|r| r.0), Some(503));
+}
+
+/// Defect 5: a namespace folder that is itself a symlink out of the
+/// checkout is refused with the folder named; nothing is applied.
+#[test]
+fn a_namespace_folder_linked_out_of_the_repo_is_refused() {
+    let cluster = cluster();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("vs.yaml"), vs("reviews", 50, 50)).unwrap();
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-b/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    std::fs::create_dir_all(gs.source().join("namespaces")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), gs.source().join("namespaces/team-a")).unwrap();
+    let rev = gs.commit_and_publish("team-a is a link").unwrap();
+    let agent = Agent::gitsync(&cluster, &gs, "team-a", &[]);
+    let status = agent.wait("the refusal", || {
+        let s = gos_status(&cluster, "team-a");
+        (s["phase"] == "Failed" && s["observedRevision"] == rev.as_str()).then_some(s)
+    });
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message
+            .contains("namespaces/team-a: the folder is a symlink leading out of the repository"),
+        "{message}"
+    );
+    assert!(names(&cluster, "team-a", "virtualservices").is_empty());
+}
