@@ -286,6 +286,23 @@ pub fn load_namespace(
     let files = walk_namespace(&dir).map_err(|errors| LoadError {
         errors: relative(errors, repo),
     })?;
+    let too_large = |what, found: u64, limit| LoadError {
+        errors: vec![ManifestError::in_file(
+            dir.strip_prefix(repo).unwrap_or(&dir),
+            Problem::RevisionTooLarge { what, found, limit },
+        )],
+    };
+    if let Some(limit) = opts.max_total_bytes {
+        // Sizes first: nothing is read when the whole is too large.
+        let total: u64 = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        if total > limit {
+            return Err(too_large("bytes", total, limit));
+        }
+    }
     let mut manifests = Vec::new();
     let mut errors = Vec::new();
     for file in &files {
@@ -299,6 +316,11 @@ pub fn load_namespace(
                 e.file = shown.to_path_buf();
                 e
             })),
+        }
+        if let Some(limit) = opts.max_objects
+            && manifests.len() as u64 > limit
+        {
+            return Err(too_large("objects", manifests.len() as u64, limit));
         }
     }
     if let Err(es) = policy.check(&manifests) {

@@ -34,6 +34,11 @@ const MAX_ALIAS_REPLAY_EVENTS: usize = 100_000;
 pub struct LoadOptions {
     pub max_file_bytes: u64,
     pub max_depth: usize,
+    /// Limits on a whole namespace folder (the agent's `--max-objects` and
+    /// `--max-bytes`): above them a revision is refused before it is read
+    /// in full, never half-applied and never an out-of-memory kill.
+    pub max_objects: Option<u64>,
+    pub max_total_bytes: Option<u64>,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +46,8 @@ impl Default for LoadOptions {
         Self {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
+            max_objects: None,
+            max_total_bytes: None,
         }
     }
 }
@@ -166,6 +173,14 @@ pub enum Problem {
     SymlinkEscape(PathBuf),
     #[error("the folder is a symlink leading out of the repository (to {0}); it is not followed")]
     FolderEscape(PathBuf),
+    #[error(
+        "the namespace folder holds {found} {what}, more than the limit of {limit} (--max-{what}); the revision is refused whole"
+    )]
+    RevisionTooLarge {
+        what: &'static str,
+        found: u64,
+        limit: u64,
+    },
 }
 
 /// An error with its place: file, and where known, document and line.

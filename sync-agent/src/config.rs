@@ -72,6 +72,20 @@ pub struct Args {
     )]
     pub allow_kind: Vec<String>,
 
+    /// Refuse a revision whose namespace folder holds more objects than this
+    #[arg(
+        long,
+        env = "GITOPS_MAX_OBJECTS",
+        value_name = "N",
+        default_value_t = 5000
+    )]
+    pub max_objects: u64,
+
+    /// Refuse a revision whose namespace folder holds more bytes of YAML than
+    /// this (64Mi, 500Ki, 1G, or bytes), before reading it
+    #[arg(long, env = "GITOPS_MAX_BYTES", value_name = "SIZE", default_value = "64Mi", value_parser = parse_size)]
+    pub max_bytes: u64,
+
     /// Also refuse revisions with Error findings of `kubectl gitops validate`
     #[arg(long, env = "GITOPS_STRICT", value_parser = BoolishValueParser::new())]
     pub strict: bool,
@@ -157,6 +171,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     pub log_format: LogFormat,
     pub concurrency: usize,
+    pub max_objects: u64,
+    pub max_bytes: u64,
 }
 
 /// A flag value that cannot be used; says which flag and why.
@@ -259,6 +275,9 @@ impl Config {
         if args.concurrency == 0 {
             return Err(invalid("concurrency", "0", "must be at least 1"));
         }
+        if args.max_objects == 0 {
+            return Err(invalid("max-objects", "0", "must be at least 1"));
+        }
         Ok(Config {
             namespace,
             source,
@@ -276,6 +295,8 @@ impl Config {
             kubeconfig: args.kubeconfig,
             log_format: args.log_format,
             concurrency: args.concurrency,
+            max_objects: args.max_objects,
+            max_bytes: args.max_bytes,
         })
     }
 
@@ -283,6 +304,36 @@ impl Config {
     pub fn base_path_or_default(&self) -> &str {
         self.base_path.as_deref().unwrap_or(DEFAULT_BASE_PATH)
     }
+}
+
+/// A size as Kubernetes writes quantities: `64Mi`, `500Ki`, `1Gi`, `10M`,
+/// `1k`, or a bare number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 64Mi, 500Ki or 1048576"))?;
+    let scale: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use Ki, Mi, Gi, k, M or G)"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} must be above 0 and below 16 EiB"))
 }
 
 /// A duration as people write it: `500ms`, `30s`, `5m`, `1h`, `1h30m`; a bare
@@ -534,5 +585,18 @@ mod tests {
         assert_eq!(c.kubeconfig, Some(PathBuf::from("/kc")));
         assert_eq!(c.log_format, LogFormat::Json);
         println!("env parse ok");
+    }
+
+    #[test]
+    fn sizes_read_like_kubernetes_quantities() {
+        assert_eq!(parse_size("64Mi").unwrap(), 64 << 20);
+        assert_eq!(parse_size("500Ki").unwrap(), 500 << 10);
+        assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["", "Mi", "1.5Mi", "10XB", "0"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let c = config(&["-n", "a", "--repo", "/g"]).unwrap();
+        assert_eq!((c.max_objects, c.max_bytes), (5000, 64 << 20));
     }
 }

@@ -235,7 +235,12 @@ fn read_tree(cfg: &Config, tree: &Path) -> (String, Result<DesiredSet, LoadError
             }),
         );
     }
-    let desired = load_namespace(tree, &base, &cfg.policy, &LoadOptions::default());
+    let opts = LoadOptions {
+        max_objects: Some(cfg.max_objects),
+        max_total_bytes: Some(cfg.max_bytes),
+        ..LoadOptions::default()
+    };
+    let desired = load_namespace(tree, &base, &cfg.policy, &opts);
     (base, desired)
 }
 

@@ -165,3 +165,45 @@ fn a_namespace_folder_linked_out_of_the_repo_is_refused() {
     );
     assert!(names(&cluster, "team-a", "virtualservices").is_empty());
 }
+
+/// Defect 6: a revision above `--max-objects` or `--max-bytes` is refused
+/// whole, with the limit named, and the last good state stays.
+#[test]
+fn a_revision_above_the_limits_is_refused_whole() {
+    let cluster = cluster();
+    let (gs, agent, good) = setup(&cluster, &["--max-objects", "3", "--max-bytes", "4Ki"]);
+    for name in ["ratings", "details"] {
+        gs.write(format!("namespaces/team-a/dr-{name}.yaml"), dr(name))
+            .unwrap();
+    }
+    let rev = gs.commit_and_publish("four objects").unwrap();
+    let status = agent.wait("the refusal above --max-objects", || {
+        let s = gos_status(&cluster, "team-a");
+        (s["phase"] == "Failed" && s["observedRevision"] == rev.as_str()).then_some(s)
+    });
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("namespaces/team-a: the namespace folder holds 4 objects, more than the limit of 3 (--max-objects)"),
+        "{message}"
+    );
+    assert_eq!(status["revision"], good.as_str());
+    assert!(get(&cluster, "team-a", "destinationrules", "ratings").is_none());
+
+    // Back to three objects, but one file of 5 KiB: above --max-bytes.
+    gs.remove("namespaces/team-a/dr-details.yaml").unwrap();
+    gs.remove("namespaces/team-a/dr-ratings.yaml").unwrap();
+    let padded = format!("{}# {}\n", dr("reviews"), "x".repeat(5 * 1024));
+    gs.write("namespaces/team-a/dr-reviews.yaml", padded)
+        .unwrap();
+    let rev = gs.commit_and_publish("a large file").unwrap();
+    let status = agent.wait("the refusal above --max-bytes", || {
+        let s = gos_status(&cluster, "team-a");
+        (s["phase"] == "Failed" && s["observedRevision"] == rev.as_str()).then_some(s)
+    });
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("bytes, more than the limit of 4096 (--max-bytes)"),
+        "{message}"
+    );
+    assert_eq!(names(&cluster, "team-a", "destinationrules"), ["reviews"]);
+}
