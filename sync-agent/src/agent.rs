@@ -368,7 +368,7 @@ impl Agent {
                 Err(e) => {
                     let mut keys: BTreeSet<ObjectKey> = inventory.iter().cloned().collect();
                     keys.extend(e.done.written.iter().map(|(k, _, _)| k.clone()));
-                    for k in &e.done.pruned {
+                    for k in e.done.pruned.iter().chain(&e.done.released) {
                         keys.remove(k);
                     }
                     self.status.set_inventory(&keys);
@@ -438,6 +438,7 @@ impl Agent {
             .iter()
             .map(|(k, _, _)| k)
             .chain(&applied.pruned)
+            .chain(&applied.released)
             .collect();
         let remaining: Vec<&Drift> = plan
             .drift
@@ -450,7 +451,7 @@ impl Agent {
         owned.extend(
             plan.prune
                 .iter()
-                .filter(|s| !applied.pruned.contains(&s.key))
+                .filter(|s| !applied.pruned.contains(&s.key) && !applied.released.contains(&s.key))
                 .map(|s| s.key.clone()),
         );
         self.status.set_inventory(&owned);

@@ -30,6 +30,10 @@ pub struct Applied {
     /// Objects applied, with the resource version the write produced.
     pub written: Vec<(ObjectKey, Action, Option<String>)>,
     pub pruned: Vec<ObjectKey>,
+    /// Prunes refused by their UID precondition (409): someone deleted and
+    /// re-created the object since the plan. It is theirs now: it leaves the
+    /// inventory, so no later pass deletes it.
+    pub released: Vec<ObjectKey>,
 }
 
 impl Applied {
@@ -320,7 +324,8 @@ impl Applier {
                         done.pruned.push(key);
                     }
                     Err(e) if cluster::status_code(&e) == Some(409) => {
-                        info!(kind = %key.kind, name = %key.name, "re-created by someone else since the plan; left alone");
+                        info!(kind = %key.kind, name = %key.name, "re-created by someone else since the plan; left alone, and no longer ours");
+                        done.released.push(key);
                     }
                     Err(error) => {
                         warn!(kind = %key.kind, name = %key.name, error = %cluster::describe(&error), "prune failed");

@@ -207,3 +207,92 @@ fn a_revision_above_the_limits_is_refused_whole() {
     );
     assert_eq!(names(&cluster, "team-a", "destinationrules"), ["reviews"]);
 }
+
+/// Defect 2: a prune refused by its UID precondition (someone deleted and
+/// re-created the object between the plan and the delete) leaves the
+/// object alone for good: it is no longer in the inventory, so no later
+/// pass deletes the re-created object. A proxy slows the agent's requests
+/// so the re-creation lands inside that window.
+#[test]
+fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
+    let cluster = cluster();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime
+        .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
+        .unwrap();
+    let kubeconfig = cluster.dir().join("kubeconfig-via-proxy");
+    let text = std::fs::read_to_string(cluster.kubeconfig_path()).unwrap();
+    std::fs::write(
+        &kubeconfig,
+        text.replace(&cluster.server_url(), &proxy.url()),
+    )
+    .unwrap();
+
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/dr-ratings.yaml", dr("ratings"))
+        .unwrap();
+    let rev = gs.commit_and_publish("two").unwrap();
+    let root = gs.root();
+    let agent = Agent::start_with(
+        &kubeconfig,
+        "team-a",
+        &[
+            "--repo",
+            root.to_str().unwrap(),
+            "--link",
+            gs.link_name(),
+            "--resync",
+            "1s",
+        ],
+    );
+    wait_status(&agent, &cluster, "Synced", Some(&rev));
+
+    proxy.set_latency(Duration::from_secs(2));
+    gs.remove("namespaces/team-a/dr-ratings.yaml").unwrap();
+    let before = cluster.audit().unwrap().len();
+    gs.commit_and_publish("ratings leaves Git").unwrap();
+    // The agent has listed the DestinationRules: its delete is on its way.
+    cluster
+        .wait_for_audit("the agent's list after the commit", |events| {
+            events[before.min(events.len())..].iter().any(|e| {
+                e.verb == "list"
+                    && e.user_agent.starts_with("sync-agent")
+                    && e.path().ends_with("/namespaces/team-a/destinationrules")
+            })
+        })
+        .unwrap();
+    kubectl(
+        &cluster,
+        &["delete", "-n", "team-a", "destinationrule", "ratings"],
+    );
+    kubectl_apply(
+        &cluster,
+        &dr("ratings"),
+        &["-n", "team-a", "--server-side", "--field-manager=someone"],
+    );
+    agent.wait("the prune to be refused as re-created", || {
+        agent
+            .log()
+            .contains("re-created by someone else")
+            .then_some(())
+    });
+    proxy.set_latency(Duration::ZERO);
+
+    // Several passes later the re-created object is still there.
+    let passes = agent
+        .metric("gitops_sync_total{result=\"success\"}")
+        .unwrap_or(0.0);
+    agent.wait("three more passes", || {
+        (agent.metric("gitops_sync_total{result=\"success\"}")? >= passes + 3.0).then_some(())
+    });
+    let ratings = get(&cluster, "team-a", "destinationrules", "ratings");
+    assert!(ratings.is_some(), "the re-created object was pruned");
+    let inventory = gos_status(&cluster, "team-a")["inventory"].clone();
+    assert_eq!(
+        inventory,
+        serde_json::json!([{"group": "networking.istio.io", "kind": "DestinationRule", "name": "reviews"}])
+    );
+    drop(proxy);
+}
