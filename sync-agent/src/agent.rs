@@ -136,6 +136,7 @@ impl Agent {
             &self.cfg.namespace,
             waker,
             self.tracked.clone(),
+            self.metrics.clone(),
         ));
     }
 
@@ -716,6 +717,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<bool> {
         gos,
         cfg.name.clone(),
         waker.clone(),
+        metrics.clone(),
     )));
 
     let mut resync = tokio::time::interval_at(Instant::now() + cfg.resync, cfg.resync);

@@ -24,9 +24,9 @@ use kube::{
 };
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::{cluster, config::Source};
+use crate::{cluster, config::Source, report::Metrics};
 
 /// Why the loop should run again. Flags accumulate until the loop takes them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +223,7 @@ pub struct DriftWatches {
     namespace: String,
     waker: Waker,
     tracked: SharedTracked,
+    metrics: Arc<Metrics>,
     running: BTreeMap<&'static str, AbortOnDrop>,
 }
 
@@ -236,12 +237,19 @@ impl std::fmt::Debug for DriftWatches {
 }
 
 impl DriftWatches {
-    pub fn new(client: Client, namespace: &str, waker: Waker, tracked: SharedTracked) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        waker: Waker,
+        tracked: SharedTracked,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             client,
             namespace: namespace.to_string(),
             waker,
             tracked,
+            metrics,
             running: BTreeMap::new(),
         }
     }
@@ -265,6 +273,7 @@ impl DriftWatches {
                 self.namespace.clone(),
                 self.waker.clone(),
                 self.tracked.clone(),
+                self.metrics.clone(),
             ));
             debug!(kind = kind.kind, "drift watch started");
             self.running.insert(kind.plural, AbortOnDrop(task));
@@ -282,10 +291,15 @@ async fn drift_watch(
     namespace: String,
     waker: Waker,
     tracked: SharedTracked,
+    metrics: Arc<Metrics>,
 ) {
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut initial = true;
+    let mut failing = Failing::new("drift", kind);
     for_each(stream, |event| {
+        if event.is_ok() {
+            failing.recovered();
+        }
         let object = match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o,
             Ok(watcher::Event::InitDone) => {
@@ -297,7 +311,7 @@ async fn drift_watch(
             }
             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => return,
             Err(error) => {
-                debug!(%error, kind, "drift watch error (retrying)");
+                failing.failed(&error, &metrics);
                 return;
             }
         };
@@ -324,10 +338,16 @@ async fn drift_watch(
 /// changes (`metadata.generation` moves: suspend, resume) or it is deleted.
 /// Status writes do not move the generation, so the agent's own reports do
 /// not wake it.
-pub async fn control_watch(api: Api<DynamicObject>, name: String, waker: Waker) {
+pub async fn control_watch(
+    api: Api<DynamicObject>,
+    name: String,
+    waker: Waker,
+    metrics: Arc<Metrics>,
+) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let stream = watcher(api, config).default_backoff();
     let mut generation: Option<i64> = None;
+    let mut failing = Failing::new("control", "GitOpsSync");
     for_each(stream, |event| match event {
         Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
             let g = o.metadata.generation;
@@ -338,13 +358,50 @@ pub async fn control_watch(api: Api<DynamicObject>, name: String, waker: Waker) 
             generation = g;
         }
         Ok(watcher::Event::Delete(_)) => {
+            failing.recovered();
             generation = None;
             waker.control();
         }
-        Ok(_) => {}
-        Err(error) => debug!(%error, "GitOpsSync watch error (retrying)"),
+        Ok(_) => failing.recovered(),
+        Err(error) => failing.failed(&error, &metrics),
     })
     .await;
+}
+
+/// A watch's run of errors: the first is a warning (sub-second drift
+/// detection or the suspend wake-up is off until it recovers, and the
+/// resync tick is what is left), the rest are counted and logged at debug.
+struct Failing {
+    watch: &'static str,
+    kind: &'static str,
+    since: Option<std::time::Instant>,
+}
+
+impl Failing {
+    fn new(watch: &'static str, kind: &'static str) -> Self {
+        Self {
+            watch,
+            kind,
+            since: None,
+        }
+    }
+
+    fn failed(&mut self, error: &watcher::Error, metrics: &Metrics) {
+        metrics.observe_watch_error(self.watch, self.kind);
+        if self.since.is_none() {
+            self.since = Some(std::time::Instant::now());
+            warn!(%error, watch = self.watch, kind = self.kind,
+                "API watch failed; until it recovers, changes are seen on the resync tick only (retrying with backoff)");
+        } else {
+            debug!(%error, watch = self.watch, kind = self.kind, "API watch still failing");
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            info!(watch = self.watch, kind = self.kind, failing_for = ?since.elapsed(), "API watch recovered");
+        }
+    }
 }
 
 /// Drive a stream to its end, calling `f` on each item.

@@ -296,3 +296,35 @@ fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
     );
     drop(proxy);
 }
+
+/// Defect 10: when the drift watch or the control watch fails (here: their
+/// CRDs are removed), the agent warns once, counts the errors in
+/// `gitops_watch_errors_total`, and keeps running on the resync tick.
+#[test]
+fn failing_watches_warn_and_are_counted() {
+    let cluster = cluster();
+    let (_gs, agent, _) = setup(&cluster, &["--resync", "1s"]);
+    for crd in [
+        "virtualservices.networking.istio.io",
+        "gitopssyncs.kubectl-gitops.io",
+    ] {
+        kubectl(&cluster, &["delete", "crd", crd]);
+    }
+    agent.wait("both watches to count errors", || {
+        let drift =
+            agent.metric("gitops_watch_errors_total{watch=\"drift\",kind=\"VirtualService\"}")?;
+        let control =
+            agent.metric("gitops_watch_errors_total{watch=\"control\",kind=\"GitOpsSync\"}")?;
+        (drift >= 1.0 && control >= 1.0).then_some(())
+    });
+    let log = agent.log();
+    assert!(
+        log.contains("WARN")
+            && log.contains(
+                "API watch failed; until it recovers, changes are seen on the resync tick only"
+            ),
+        "{log}"
+    );
+    // Warned once per watch, not once per retry.
+    assert_eq!(log.matches("API watch failed").count(), 2, "{log}");
+}

@@ -30,6 +30,8 @@ struct State {
     drifted: u64,
     last_sync: Option<f64>,
     revision: Option<String>,
+    /// `(watch, kind)` -> errors of the API watches.
+    watch_errors: BTreeMap<(String, String), u64>,
 }
 
 /// The agent's metrics; shared between the loop and the HTTP server.
@@ -87,6 +89,16 @@ impl Metrics {
         });
     }
 
+    /// One error of an API watch (`drift` on a kind, or `control` on the
+    /// agent's own GitOpsSync).
+    pub fn observe_watch_error(&self, watch: &str, kind: &str) {
+        self.with(|s| {
+            *s.watch_errors
+                .entry((watch.to_string(), kind.to_string()))
+                .or_default() += 1;
+        });
+    }
+
     pub fn set_drifted(&self, n: usize) {
         self.with(|s| s.drifted = n as u64);
     }
@@ -103,6 +115,20 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.with(|s| {
             let mut out = String::new();
+            header(
+                &mut out,
+                "gitops_watch_errors_total",
+                "counter",
+                "Errors of the API watches (drift, per kind; control, the GitOpsSync); while they fail, drift and suspend are seen on the resync tick only.",
+            );
+            for ((watch, kind), n) in &s.watch_errors {
+                let _ = writeln!(
+                    out,
+                    "gitops_watch_errors_total{{watch=\"{}\",kind=\"{}\"}} {n}",
+                    escape(watch),
+                    escape(kind)
+                );
+            }
             header(&mut out, "gitops_sync_total", "counter", "Reconciles, by result.");
             for (result, n) in &s.sync_total {
                 let _ = writeln!(out, "gitops_sync_total{{result=\"{}\"}} {n}", escape(result));
