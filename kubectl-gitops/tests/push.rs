@@ -202,3 +202,93 @@ fn canary_moves_push_and_rebase_onto_a_remote_that_moved_on() {
     assert_eq!(d.trailers("HEAD", "Gitops-Canary-Weight"), ["25"]);
     d.assert_clean();
 }
+
+/// A real `git daemon` serving `served` on a free loopback port (receive-pack
+/// on, so pushes run the server's hooks).
+fn git_daemon(served: &Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = std::process::Command::new("git");
+    cmd.args([
+        "daemon",
+        "--reuseaddr",
+        "--listen=127.0.0.1",
+        "--export-all",
+        "--enable=receive-pack",
+    ])
+    .arg(format!("--port={port}"))
+    .arg(format!("--base-path={}", served.display()))
+    .arg(served)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let daemon = cmd.spawn().expect("git daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "git daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (daemon, port)
+}
+
+/// A push the server refuses for another reason than "you are behind" (a
+/// protected branch, a hook that declined) fails at once with the server's
+/// reason: no fetch-and-rebase retries, no "the remote is busy". The remote
+/// is a real `git daemon` on loopback, so the server's hooks run.
+#[test]
+fn a_push_declined_by_a_hook_fails_at_once_with_the_reason() {
+    let d = Dir::new();
+    d.init();
+    let served = d.tmp("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let bare = served.join("config.git");
+    d.git_in(
+        &d.tmp(""),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            d.repo.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let hook = bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'main is protected: open a pull request' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let (mut daemon, port) = git_daemon(&served);
+    d.git(&[
+        "remote",
+        "add",
+        "origin",
+        &format!("git://127.0.0.1:{port}/config.git"),
+    ]);
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-all.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "subsets"]).ok();
+    let head = rev(&d, &d.repo, "HEAD");
+
+    let run = d.kg().arg("push").expect(2);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(run.stderr.contains("refused the push"), "{}", run.stderr);
+    assert!(run.stderr.contains("declined"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("busy") && !run.stderr.contains("rebase"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rev(&d, &d.repo, "HEAD"), head, "the local branch moved");
+    d.assert_clean();
+}

@@ -174,15 +174,73 @@ impl IndexLock<'_> {
             .with_context(|| format!("updating {prefix} in the working tree"))
     }
 
-    /// Make the working tree and index match `tree`, from HEAD's, refusing
-    /// to overwrite local changes.
-    pub fn checkout_safe(&mut self, tree: Oid) -> Result<()> {
+    /// Make the working tree and index go from `from` (what they held) to
+    /// `to`, refusing to overwrite local changes made on top of `from`.
+    ///
+    /// HEAD already points at `to` (so libgit2's baseline is no help): the
+    /// paths that differ between the trees are checked for local changes
+    /// against `from` first, then written from `to`, and nothing else.
+    pub fn checkout_from(&mut self, from: Oid, to: Oid) -> Result<()> {
         let repo = &self.repo.repo;
-        let tree = repo.find_tree(tree)?;
-        let mut opts = git2::build::CheckoutBuilder::new();
-        opts.safe();
-        repo.checkout_tree(tree.as_object(), Some(&mut opts))
-            .context("updating the working tree")
+        let (from, to) = (repo.find_tree(from)?, repo.find_tree(to)?);
+        let diff = repo.diff_tree_to_tree(Some(&from), Some(&to), None)?;
+        let mut paths = Vec::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path() {
+                    paths.push(p.to_path_buf());
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        if paths.is_empty() {
+            return Ok(());
+        }
+        // Local edits of those paths since `from`: refuse, never overwrite.
+        let mut changed = Vec::new();
+        for path in &paths {
+            let in_from = from.get_path(path).ok().map(|e| e.id());
+            let on_disk = std::fs::symlink_metadata(self.repo.workdir().join(path))
+                .ok()
+                .map(|_| {
+                    git2::Oid::hash_file(git2::ObjectType::Blob, self.repo.workdir().join(path))
+                });
+            let same = match (in_from, on_disk) {
+                (None, None) => true,
+                (Some(a), Some(Ok(b))) => a == b,
+                _ => false,
+            };
+            if !same {
+                changed.push(path.display().to_string());
+            }
+        }
+        if !changed.is_empty() {
+            bail!(
+                "local changes to {} would be overwritten",
+                changed.join(", ")
+            );
+        }
+        let (kept, gone): (Vec<_>, Vec<_>) = paths.iter().partition(|p| to.get_path(p).is_ok());
+        if !kept.is_empty() {
+            let mut opts = git2::build::CheckoutBuilder::new();
+            opts.force();
+            for path in &kept {
+                opts.path(path);
+            }
+            repo.checkout_tree(to.as_object(), Some(&mut opts))
+                .context("updating the working tree")?;
+        }
+        // Deleted upstream: gone from the working tree and the index too.
+        for path in gone {
+            let file = self.repo.workdir().join(path);
+            if file.symlink_metadata().is_ok() {
+                std::fs::remove_file(&file)
+                    .with_context(|| format!("removing {}", file.display()))?;
+            }
+            let _ = self.index.remove_path(path);
+        }
+        Ok(())
     }
 
     /// Publish the changed index and release the lock.

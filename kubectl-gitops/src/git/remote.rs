@@ -96,7 +96,7 @@ impl Repo {
     fn callbacks(&self) -> RemoteCallbacks<'static> {
         let mut callbacks = RemoteCallbacks::new();
         let workdir = self.workdir.clone();
-        let mut tried = CredentialType::empty();
+        let mut tried = Tried::default();
         callbacks.credentials(move |url, username, allowed| {
             credentials(&workdir, url, username, allowed, &mut tried)
         });
@@ -127,7 +127,12 @@ impl Repo {
             }
             Err(e) => Err(PushError::Other(transport_error(e, remote_name))),
             Ok(()) => match rejected.into_inner() {
-                Some(why) => Err(PushError::Rejected(why)),
+                Some(why) if is_behind(&why) => Err(PushError::Rejected(why)),
+                // A protected branch, a declined hook, a full disk: fetching
+                // and rebasing would not help. Say the server's reason now.
+                Some(why) => Err(PushError::Other(anyhow!(
+                    "{remote_name} refused the push: {why}; nothing was pushed"
+                ))),
                 None => Ok(()),
             },
         }
@@ -231,10 +236,12 @@ impl Repo {
             return Err(e);
         }
         rebase.finish(None).context("finishing the rebase")?;
-        // Move the working tree, the index and the branch to the new tip.
+        // Move the branch first, by compare-and-swap: if someone committed
+        // meanwhile, nothing is touched. Only then the working tree and the
+        // index follow, from the old tip's tree to the new one.
+        let old_tree = self.repo.find_commit(old_head)?.tree_id();
         let new_tree = self.repo.find_commit(tip)?.tree_id();
         let mut lock = self.lock_index()?;
-        lock.checkout_safe(new_tree)?;
         self.repo
             .reference_matching(
                 &branch_name,
@@ -243,7 +250,20 @@ impl Repo {
                 old_head,
                 &format!("kubectl-gitops push: rebase onto {tracking}"),
             )
-            .context("moving the branch to the rebased commits")?;
+            .map_err(|e| {
+                if e.code() == ErrorCode::Modified {
+                    anyhow!(
+                        "{branch_name} moved while rebasing onto {tracking} (another commit landed); nothing was changed, push again"
+                    )
+                } else {
+                    anyhow::Error::new(e).context("moving the branch to the rebased commits")
+                }
+            })?;
+        if let Err(e) = lock.checkout_from(old_tree, new_tree) {
+            return Err(e.context(format!(
+                "{branch_name} now points at the rebased commits, but the working tree was not updated; run `git checkout -f` to update it"
+            )));
+        }
         lock.write()?;
         Ok(())
     }
@@ -253,6 +273,21 @@ impl Repo {
             .status_file(Path::new(path))
             .is_ok_and(|s| s.contains(git2::Status::WT_NEW))
     }
+}
+
+/// Whether a refused ref update means "the remote has commits you lack"
+/// (fetch, rebase, retry), as git's own words for it go.
+fn is_behind(status: &str) -> bool {
+    let s = status.to_ascii_lowercase();
+    [
+        "non-fast-forward",
+        "non-fastforward",
+        "fetch first",
+        "stale info",
+        "already exists",
+    ]
+    .iter()
+    .any(|w| s.contains(w))
 }
 
 /// A transport error, with what to do when this build cannot speak the
@@ -272,31 +307,54 @@ fn transport_error(e: git2::Error, remote_name: &str) -> anyhow::Error {
     }
 }
 
-/// Answer libgit2's request for credentials, trying each way once.
+/// What one connection has offered so far.
+#[derive(Debug, Default)]
+struct Tried {
+    types: CredentialType,
+    /// The user and password a credential helper gave, once offered.
+    filled: Option<(String, String)>,
+}
+
+/// Answer libgit2's request for credentials, trying each way once. Asked
+/// again after a helper's user and password were offered, the server
+/// rejected them: they are erased from the helpers (`git credential
+/// reject`, as git does), so a wrong stored password is not offered again
+/// and again.
 fn credentials(
     workdir: &Path,
     url: &str,
     username: Option<&str>,
     allowed: CredentialType,
-    tried: &mut CredentialType,
+    tried: &mut Tried,
 ) -> Result<Cred, git2::Error> {
     let user = username.unwrap_or("git");
-    if allowed.contains(CredentialType::USERNAME) && !tried.contains(CredentialType::USERNAME) {
-        tried.insert(CredentialType::USERNAME);
+    if let Some((user, password)) = tried.filled.take() {
+        credential_reject(workdir, url, &user, &password);
+        return Err(git2::Error::from_str(&format!(
+            "{url} rejected the user and password from git's credential helper ({user}); they were erased from it (git credential reject): run again to give new ones"
+        )));
+    }
+    let tried_types = &mut tried.types;
+    if allowed.contains(CredentialType::USERNAME) && !tried_types.contains(CredentialType::USERNAME)
+    {
+        tried_types.insert(CredentialType::USERNAME);
         return Cred::username(user);
     }
-    if allowed.contains(CredentialType::SSH_KEY) && !tried.contains(CredentialType::SSH_KEY) {
-        tried.insert(CredentialType::SSH_KEY);
+    if allowed.contains(CredentialType::SSH_KEY) && !tried_types.contains(CredentialType::SSH_KEY) {
+        tried_types.insert(CredentialType::SSH_KEY);
         return Cred::ssh_key_from_agent(user);
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-        && !tried.contains(CredentialType::USER_PASS_PLAINTEXT)
+        && !tried_types.contains(CredentialType::USER_PASS_PLAINTEXT)
     {
-        tried.insert(CredentialType::USER_PASS_PLAINTEXT);
+        tried_types.insert(CredentialType::USER_PASS_PLAINTEXT);
         if let Some((user, password)) = credential_fill(workdir, url, username) {
-            return Cred::userpass_plaintext(&user, &password);
+            let cred = Cred::userpass_plaintext(&user, &password);
+            tried.filled = Some((user, password));
+            return cred;
         }
     }
+    let tried = tried_types;
     if allowed.contains(CredentialType::DEFAULT) && !tried.contains(CredentialType::DEFAULT) {
         tried.insert(CredentialType::DEFAULT);
         return Cred::default();
@@ -304,6 +362,28 @@ fn credentials(
     Err(git2::Error::from_str(&format!(
         "no usable credentials for {url}: tried the ssh-agent and git's credential helpers (see `git config credential.helper`)"
     )))
+}
+
+/// Tell git's credential helpers that a user and password were rejected
+/// (`git credential reject`): a helper that stored them erases them.
+fn credential_reject(workdir: &Path, url: &str, user: &str, password: &str) {
+    let child = Command::new("git")
+        .arg("-C")
+        .arg(workdir)
+        .args(["credential", "reject"])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        tracing::warn!("could not run `git credential reject`");
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = write!(stdin, "url={url}\nusername={user}\npassword={password}\n\n");
+    }
+    let _ = child.wait();
 }
 
 /// Ask git's credential helpers for a user and password (`git credential
@@ -363,5 +443,41 @@ mod tests {
             credential_fill(dir.path(), "https://git.example.com/config.git", None),
             Some(("alice".to_string(), "s3cret".to_string()))
         );
+    }
+
+    /// A stored password the server rejects is erased from the helper and
+    /// not offered again.
+    #[test]
+    fn a_rejected_password_is_erased_from_the_helper_not_offered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("helper.log");
+        let repo = git2::Repository::init(dir.path().join("repo")).unwrap();
+        repo.config()
+            .unwrap()
+            .set_str(
+                "credential.helper",
+                &format!(
+                    "!f() {{ echo \"$1\" >> '{}'; test \"$1\" = get && echo username=alice && echo password=wrong; true; }}; f",
+                    log.display()
+                ),
+            )
+            .unwrap();
+        let workdir = dir.path().join("repo");
+        let url = "https://git.example.com/config.git";
+        let mut tried = Tried::default();
+        let allowed = CredentialType::USER_PASS_PLAINTEXT;
+        assert!(credentials(&workdir, url, None, allowed, &mut tried).is_ok());
+        // libgit2 asks again: the server said no.
+        let again = credentials(&workdir, url, None, allowed, &mut tried);
+        let message = again
+            .err()
+            .map(|e| e.message().to_string())
+            .unwrap_or_default();
+        assert!(message.contains("were erased from it"), "{message}");
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.lines().collect::<Vec<_>>(), ["get", "erase"]);
+        // And not a third time.
+        assert!(credentials(&workdir, url, None, allowed, &mut tried).is_err());
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
     }
 }
