@@ -10,7 +10,6 @@ use std::{
     collections::BTreeMap,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::OnceLock,
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -19,32 +18,10 @@ use gitops_tests::{
     TestCluster, gitsync::Follower, gitsync::GitSync, mesh::MeshSim, prometheus::TestPrometheus,
 };
 
-use crate::util::{Dir, Run, TestCommand, bin, sample};
+use crate::util::{Dir, Run, TestCommand, agent_bin, bin, sample};
 
 const WAIT: Duration = Duration::from_secs(120);
 const NS: &str = "team-a";
-
-/// The `sync-agent` binary of this workspace, built if needed.
-fn agent_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let path = bin().with_file_name("sync-agent");
-            let cargo = option_env!("CARGO").unwrap_or("cargo");
-            // A no-op when nextest or `cargo test --workspace` built it already.
-            let status = Command::new(cargo)
-                .args(["build", "-q", "-p", "sync-agent", "--bin", "sync-agent"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status();
-            assert!(
-                path.is_file(),
-                "no sync-agent at {} (cargo build: {status:?})",
-                path.display()
-            );
-            path
-        })
-        .clone()
-}
 
 /// A team's world: cluster, config repo, git-sync, agent, mesh, Prometheus.
 struct World {

@@ -8,6 +8,7 @@
 
 mod util;
 
+mod agent;
 mod canary;
 mod cluster;
 mod git_flow;

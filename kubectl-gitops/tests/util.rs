@@ -5,11 +5,34 @@ use std::{
     io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::OnceLock,
 };
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kubectl-gitops"))
+}
+
+/// The `sync-agent` binary of this workspace, built if needed.
+pub fn agent_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let path = bin().with_file_name("sync-agent");
+            let cargo = option_env!("CARGO").unwrap_or("cargo");
+            // A no-op when nextest or `cargo test --workspace` built it already.
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "sync-agent", "--bin", "sync-agent"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status();
+            assert!(
+                path.is_file(),
+                "no sync-agent at {} (cargo build: {status:?})",
+                path.display()
+            );
+            path
+        })
+        .clone()
 }
 
 /// A Bookinfo sample of `../shared/testdata/istio-samples`.

@@ -12,6 +12,7 @@ pub mod analyze;
 pub mod hash;
 pub mod kinds;
 pub mod layout;
+pub mod managed;
 pub mod manifest;
 pub mod normalize;
 pub mod plan;

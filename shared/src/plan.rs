@@ -14,6 +14,7 @@ use crate::{
     ANNOTATION_HASH, ANNOTATION_SOURCE,
     kinds::{self, IstioKind},
     layout::{DesiredSet, LoadError},
+    managed::first_foreign_field,
     manifest::{ObjectKey, Source},
     normalize::{desired_object, is_owned_by},
 };
@@ -204,7 +205,9 @@ pub fn plan(
                         None => annotations.remove(ANNOTATION_SOURCE),
                     };
                 }
-                match first_difference(&compared, live, "") {
+                let difference = first_difference(&compared, live, "")
+                    .or_else(|| first_foreign_field(&object, live));
+                match difference {
                     None if live_hash == Some(hash.as_str())
                         && live_source != Some(source_path.as_ref()) =>
                     {

@@ -13,6 +13,7 @@ use std::{
 use gitops_shared::{
     ObjectKey,
     kinds::split_api_version,
+    managed::take_over,
     plan::{Action, Plan, Step},
 };
 use kube::{
@@ -196,12 +197,34 @@ impl Applier {
                     field_validation: Some(ValidationDirective::Strict),
                     ..PatchParams::apply(&self.field_manager).force()
                 };
+                // Fields kubectl owns become the agent's first, so this apply
+                // removes those that Git no longer sets (kubernetes #99003).
+                let takeover = step
+                    .live
+                    .as_ref()
+                    .and_then(|live| {
+                        let fields = take_over(live, &self.field_manager)?;
+                        let rv = live["metadata"]["resourceVersion"].clone();
+                        Some(serde_json::json!({"metadata": {"managedFields": fields, "resourceVersion": rv}}))
+                    });
                 let permits = permits.clone();
                 let stopping = self.stopping.clone();
                 let tracked = self.tracked.clone();
                 let task_key = (key.clone(), action);
                 let handle = tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
+                    if let Some(takeover) = &takeover {
+                        // resourceVersion in the body: refused if the object
+                        // changed since the plan (the next pass plans again).
+                        let (merge, plain) = (Patch::Merge(takeover), PatchParams::default());
+                        let taken =
+                            cluster::call(|| api.patch(&key.name, &plain, &merge), Some(&stopping))
+                                .await;
+                        match taken {
+                            Ok(_) => debug!(kind = %key.kind, name = %key.name, "took kubectl's fields over"),
+                            Err(e) => return (key, action, Err(e)),
+                        }
+                    }
                     let result = cluster::call(
                         || async {
                             let written = api

@@ -1,0 +1,259 @@
+//! The plugin and the real `sync-agent` together on the real test API
+//! server: what one writes to Git, the other applies, and both read the
+//! cluster the same way.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use gitops_tests::{
+    TestCluster,
+    gitsync::{Follower, GitSync},
+};
+use serde_json::Value;
+
+use crate::util::{Dir, TestCommand, agent_bin};
+
+const NS: &str = "team-a";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A config repo followed by git-sync, and an agent for team-a.
+struct Team {
+    dir: Dir,
+    cluster: TestCluster,
+    _gitsync: GitSync,
+    _follower: Follower,
+    agent: Child,
+    log: PathBuf,
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        let _ = self.agent.kill();
+        let _ = self.agent.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- agent log ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Team {
+    fn new(cluster: TestCluster, dir: Dir) -> Team {
+        Self::with(cluster, dir, &[])
+    }
+
+    fn with(cluster: TestCluster, dir: Dir, extra: &[&str]) -> Team {
+        let gitsync = GitSync::new().unwrap();
+        let follower = gitsync.follow(&dir.repo);
+        let log = dir.tmp("agent.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let agent = Command::new(agent_bin())
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig_path())
+            .args(["--namespace", NS, "--link", gitsync.link_name()])
+            .arg("--repo")
+            .arg(gitsync.root())
+            .args(["--listen=off", "--resync", "1s"])
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawning sync-agent");
+        Team {
+            dir,
+            cluster,
+            _gitsync: gitsync,
+            _follower: follower,
+            agent,
+            log,
+        }
+    }
+
+    fn kg(&self) -> TestCommand {
+        self.dir
+            .kg()
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig_path())
+            .args(["-n", NS])
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut cmd = self.cluster.kubectl();
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn live(&self, resource: &str, name: &str) -> Value {
+        serde_json::from_str(&self.kubectl(
+            &[
+                "get",
+                "-n",
+                NS,
+                resource,
+                name,
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+            None,
+        ))
+        .unwrap()
+    }
+
+    /// Until the agent reports HEAD applied and Synced.
+    fn wait_synced(&self) {
+        let head = self.dir.git(&["rev-parse", "HEAD"]).trim().to_string();
+        self.wait("the agent to apply HEAD", || {
+            let gos = self.live("gitopssyncs", "sync-agent");
+            gos["status"]["revision"] == head.as_str() && gos["status"]["phase"] == "Synced"
+        });
+    }
+
+    fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+const DR_WITH_POOL: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: team-a\nspec:\n  host: reviews\n  trafficPolicy:\n    connectionPool:\n      tcp:\n        maxConnections: 100\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n";
+const DR_PLAIN: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n";
+
+/// Defect 8 of the review: an object made with client-side `kubectl apply`,
+/// adopted with `kubectl gitops import`: a field then deleted in Git is
+/// removed live (the agent takes kubectl's field managers over), and a field
+/// someone adds with `kubectl patch` is drift, healed.
+#[test]
+fn fields_kubectl_owned_are_taken_over_and_removed_when_git_drops_them() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    let dir = Dir::new();
+    dir.init();
+    let team = Team::new(cluster, dir);
+    team.kubectl(&["apply", "-f", "-"], Some(DR_WITH_POOL));
+    team.kg().args(["import", "destinationrule/reviews"]).ok();
+    team.dir.kg().args(["commit", "-m", "adopt reviews"]).ok();
+    team.wait_synced();
+    team.kg().arg("diff").expect(0);
+
+    // Git drops the connection pool: gone live too, and diff agrees.
+    let file = team.dir.tmp("dr.yaml");
+    std::fs::write(&file, DR_PLAIN).unwrap();
+    team.kg().arg("stage").arg(&file).ok();
+    team.dir
+        .kg()
+        .args(["commit", "-m", "no connection pool"])
+        .ok();
+    team.wait_synced();
+    team.wait("the connection pool to be removed live", || {
+        team.live("destinationrules", "reviews")["spec"]["trafficPolicy"].is_null()
+    });
+    team.kg().arg("diff").expect(0);
+    let managers: Vec<String> =
+        team.live("destinationrules", "reviews")["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["manager"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert!(
+        !managers.iter().any(|m| m.starts_with("kubectl-client")),
+        "{managers:?}"
+    );
+
+    // A field added by hand to the owned object is drift, and healed.
+    team.kubectl(
+        &[
+            "patch",
+            "-n",
+            NS,
+            "destinationrule",
+            "reviews",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"exportTo":["."]}}"#,
+        ],
+        None,
+    );
+    team.wait("the hand-added exportTo to be removed", || {
+        team.live("destinationrules", "reviews")["spec"]["exportTo"].is_null()
+    });
+    let log = std::fs::read_to_string(&team.log).unwrap();
+    assert!(log.contains("healed 1 drifted object(s)"), "{log}");
+    team.kg().arg("diff").expect(0);
+}
+
+/// Right after the agent synced, `diff` finds nothing; after an edit by
+/// hand, the agent (with `--no-self-heal`) and `diff` report the same field,
+/// and `status` exits 1.
+#[test]
+fn diff_and_the_agent_agree_about_drift() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    let dir = Dir::new();
+    dir.init();
+    let team = Team::with(cluster, dir, &["--no-self-heal"]);
+    let file = team.dir.tmp("dr.yaml");
+    std::fs::write(&file, DR_WITH_POOL).unwrap();
+    team.kg().arg("stage").arg(&file).ok();
+    team.dir.kg().args(["commit", "-m", "reviews"]).ok();
+    team.wait_synced();
+    team.kg().arg("diff").expect(0);
+    team.kg().arg("status").expect(0);
+
+    team.kubectl(
+        &[
+            "patch",
+            "-n",
+            NS,
+            "destinationrule",
+            "reviews",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":7}}}}}"#,
+        ],
+        None,
+    );
+    let mut reason = String::new();
+    team.wait("the agent to report the drift", || {
+        let gos = team.live("gitopssyncs", "sync-agent");
+        reason = gos["status"]["drift"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        gos["status"]["phase"] == "Drifted"
+    });
+    assert_eq!(
+        reason,
+        "spec.trafficPolicy.connectionPool.tcp.maxConnections: Git has 100, live has 7"
+    );
+    let diff = team.kg().arg("diff").expect(1);
+    assert!(
+        diff.stdout.contains("maxConnections: 100") && diff.stdout.contains("maxConnections: 7"),
+        "{}",
+        diff.stdout
+    );
+    team.kg().arg("status").expect(1);
+}
