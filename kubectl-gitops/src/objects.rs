@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use gitops_shared::{
-    LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, ObjectKey,
+    LABEL_AGENT, LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, ObjectKey,
     layout::{LoadError, walk_namespace},
     manifest::{LoadOptions, Manifest, load_file, parse_str},
     normalize::normalize,
@@ -34,6 +34,8 @@ pub fn clean(object: &Value, namespace: &str) -> Value {
         }
         if labels.get(LABEL_OWNER).and_then(Value::as_str) == Some(namespace) {
             labels.remove(LABEL_OWNER);
+            // The agent's own label: which agent applied it, not intent.
+            labels.remove(LABEL_AGENT);
         }
         empty = labels.is_empty();
     }

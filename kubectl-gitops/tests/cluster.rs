@@ -68,7 +68,15 @@ fn agent_apply(cluster: &TestCluster, d: &Dir, ns: &str) {
     let items: Vec<Value> = set
         .manifests
         .iter()
-        .map(|m| desired_object(&m.object, ns, &m.source.file.to_string_lossy()).0)
+        .map(|m| {
+            desired_object(
+                &m.object,
+                ns,
+                "sync-agent",
+                &m.source.file.to_string_lossy(),
+            )
+            .0
+        })
         .collect();
     // YAML documents: kubectl takes a JSON stream only as a v1 List, which
     // this API server (custom resources only) does not serve.

@@ -31,6 +31,10 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "kubectl-gitops";
 /// Label naming the namespace (and so the agent) that owns an object.
 pub const LABEL_OWNER: &str = "kubectl-gitops.io/owner";
+/// Label naming the agent (its `--name`) that owns an object, so two agents
+/// in one namespace never prune each other's objects. An object without it
+/// belongs to [`gitopssync::DEFAULT_NAME`] (it was applied before the label).
+pub const LABEL_AGENT: &str = "kubectl-gitops.io/agent";
 /// Annotation holding the hash of the desired object.
 pub const ANNOTATION_HASH: &str = "kubectl-gitops.io/hash";
 /// Annotation holding the object's path in the config repo.

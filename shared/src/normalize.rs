@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use crate::{
-    ANNOTATION_HASH, ANNOTATION_LAST_APPLIED, ANNOTATION_SOURCE, LABEL_MANAGED_BY, LABEL_OWNER,
-    MANAGED_BY, hash::object_hash,
+    ANNOTATION_HASH, ANNOTATION_LAST_APPLIED, ANNOTATION_SOURCE, LABEL_AGENT, LABEL_MANAGED_BY,
+    LABEL_OWNER, MANAGED_BY, hash::object_hash,
 };
 
 /// `metadata` fields that the server owns.
@@ -60,15 +60,21 @@ pub fn normalize(object: &Value, namespace: &str) -> Value {
     out
 }
 
-/// The object as the agent applies it: normalized, with both ownership
-/// labels, then the hash of that and the source path as annotations.
-/// Returns the object and its hash.
-pub fn desired_object(object: &Value, namespace: &str, source: &str) -> (Value, String) {
+/// The object as agent `agent` applies it: normalized, with the three
+/// ownership labels, then the hash of that and the source path as
+/// annotations. Returns the object and its hash.
+pub fn desired_object(
+    object: &Value,
+    namespace: &str,
+    agent: &str,
+    source: &str,
+) -> (Value, String) {
     let mut out = normalize(object, namespace);
     {
         let labels = metadata_map(&mut out, "labels");
         labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
         labels.insert(LABEL_OWNER.into(), namespace.into());
+        labels.insert(LABEL_AGENT.into(), agent.into());
     }
     let hash = object_hash(&out);
     let annotations = metadata_map(&mut out, "annotations");
@@ -77,10 +83,17 @@ pub fn desired_object(object: &Value, namespace: &str, source: &str) -> (Value, 
     (out, hash)
 }
 
-/// Whether a live object carries both ownership labels for `namespace`.
-pub fn is_owned_by(object: &Value, namespace: &str) -> bool {
+/// Whether a live object carries the ownership labels of agent `agent` in
+/// `namespace`. An object without the agent label (applied before it
+/// existed) belongs to the default agent, `sync-agent`.
+pub fn is_owned_by(object: &Value, namespace: &str, agent: &str) -> bool {
     let labels = &object["metadata"]["labels"];
-    labels[LABEL_MANAGED_BY] == MANAGED_BY && labels[LABEL_OWNER] == namespace
+    let owner_agent = labels[LABEL_AGENT]
+        .as_str()
+        .unwrap_or(crate::gitopssync::DEFAULT_NAME);
+    labels[LABEL_MANAGED_BY] == MANAGED_BY
+        && labels[LABEL_OWNER] == namespace
+        && owner_agent == agent
 }
 
 /// `metadata.<key>` as a mutable map, created when missing.
@@ -151,16 +164,35 @@ mod tests {
     fn normalize_is_idempotent() {
         let once = normalize(&live_vs(), "team-a");
         assert_eq!(normalize(&once, "team-a"), once);
-        let (desired, _) = desired_object(&live_vs(), "team-a", "namespaces/team-a/vs.yaml");
+        let (desired, _) = desired_object(
+            &live_vs(),
+            "team-a",
+            "sync-agent",
+            "namespaces/team-a/vs.yaml",
+        );
         let again = normalize(&desired, "team-a");
         assert_eq!(normalize(&again, "team-a"), again);
     }
 
     #[test]
     fn desired_object_carries_ownership_and_a_stable_hash() {
-        let (desired, hash) = desired_object(&live_vs(), "team-a", "namespaces/team-a/vs.yaml");
-        assert!(is_owned_by(&desired, "team-a"));
-        assert!(!is_owned_by(&desired, "team-b"));
+        let (desired, hash) = desired_object(
+            &live_vs(),
+            "team-a",
+            "sync-agent",
+            "namespaces/team-a/vs.yaml",
+        );
+        assert!(is_owned_by(&desired, "team-a", "sync-agent"));
+        assert!(!is_owned_by(&desired, "team-b", "sync-agent"));
+        assert!(!is_owned_by(&desired, "team-a", "security"));
+        // Applied before the agent label existed: the default agent's.
+        let mut old = desired.clone();
+        old["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove(LABEL_AGENT);
+        assert!(is_owned_by(&old, "team-a", "sync-agent"));
+        assert!(!is_owned_by(&old, "team-a", "security"));
         assert_eq!(
             desired["metadata"]["annotations"][ANNOTATION_HASH],
             hash.as_str()
@@ -171,13 +203,13 @@ mod tests {
         );
         // Re-deriving from the applied object gives the same hash: the hash
         // and source annotations are not part of what is hashed.
-        let (_, again) = desired_object(&desired, "team-a", "elsewhere.yaml");
+        let (_, again) = desired_object(&desired, "team-a", "sync-agent", "elsewhere.yaml");
         assert_eq!(again, hash);
         // Golden value, cross-checked with Python's json.dumps(sort_keys=True,
         // separators=(",", ":")): pinned so it never changes by accident.
         assert_eq!(
             hash,
-            "sha256:1831ecff784ad7fe6851cc93b936d1d6ee036bec330750503888ab464233bb5d"
+            "sha256:5ab7ada3f6908dd05b069edf581283eeb34c8a3ef9a8d8a2829706806f32cbc7"
         );
     }
 }

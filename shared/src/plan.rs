@@ -116,15 +116,21 @@ pub enum PlanRefusal {
 }
 
 /// Knobs of a plan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     /// Delete owned objects that left Git (`--no-prune` turns this off).
     pub prune: bool,
+    /// The agent's name (`--name`): its label on what it applies, and what
+    /// it may prune.
+    pub agent: String,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        Self { prune: true }
+        Self {
+            prune: true,
+            agent: crate::gitopssync::DEFAULT_NAME.to_string(),
+        }
     }
 }
 
@@ -181,7 +187,7 @@ pub fn plan(
         let key = m.key();
         wanted.insert(key.clone());
         let source_path = m.source.file.to_string_lossy();
-        let (object, hash) = desired_object(&m.object, ns, &source_path);
+        let (object, hash) = desired_object(&m.object, ns, &opts.agent, &source_path);
         let live = live_by_key.get(&key).copied();
         let (action, reason) = match live {
             None if inventory.contains(&key) => {
@@ -257,7 +263,7 @@ pub fn plan(
         if wanted.contains(key) {
             continue;
         }
-        if !(inventory.contains(key) || is_owned_by(live, ns)) {
+        if !(inventory.contains(key) || is_owned_by(live, ns, &opts.agent)) {
             continue; // someone else's: never pruned, never drift
         }
         let Some(kind) = kinds::lookup(&key.group, &key.kind) else {
@@ -422,8 +428,12 @@ mod tests {
         set.manifests
             .iter()
             .map(|m| {
-                let (mut o, _) =
-                    desired_object(&m.object, "team-a", &m.source.file.to_string_lossy());
+                let (mut o, _) = desired_object(
+                    &m.object,
+                    "team-a",
+                    "sync-agent",
+                    &m.source.file.to_string_lossy(),
+                );
                 o["metadata"]["uid"] = json!("u-1");
                 o["metadata"]["resourceVersion"] = json!("7");
                 o["metadata"]["managedFields"] = json!([{"manager": "kubectl-gitops"}]);
@@ -605,7 +615,10 @@ mod tests {
             &after,
             &live,
             &inventory(&live),
-            &PlanOptions { prune: false },
+            &PlanOptions {
+                prune: false,
+                ..PlanOptions::default()
+            },
         )
         .unwrap();
         assert!(no_prune.prune.is_empty());

@@ -100,6 +100,9 @@ impl Agent {
         ready: Arc<AtomicBool>,
     ) -> Self {
         let tracked = SharedTracked::default();
+        if let Ok(mut t) = tracked.lock() {
+            t.agent = cfg.name.clone();
+        }
         let applier = Applier {
             client: clients.requests.clone(),
             namespace: cfg.namespace.clone(),
@@ -299,16 +302,19 @@ impl Agent {
         let live = plan::live_objects(&self.clients.requests, &self.cfg.namespace, &kinds)
             .await
             .map_err(|e| api_failure(&e, "listing live objects"))?;
-        let plan = plan::make(&loaded.desired, &live, &inventory).map_err(|refusal| Failure {
-            reason: "PruneRefused",
-            result: "refused",
-            message: format!(
-                "revision {}: {refusal}; nothing applied or pruned",
-                loaded.revision
-            ),
-            retry_soon: false,
-            report: true,
-        })?;
+        let plan =
+            plan::make(&loaded.desired, &live, &inventory, &self.cfg.name).map_err(|refusal| {
+                Failure {
+                    reason: "PruneRefused",
+                    result: "refused",
+                    message: format!(
+                        "revision {}: {refusal}; nothing applied or pruned",
+                        loaded.revision
+                    ),
+                    retry_soon: false,
+                    report: true,
+                }
+            })?;
         let digest = plan::desired_digest(&plan);
         self.metrics.set_objects(&[
             ("create", plan.count(Action::Create)),

@@ -54,8 +54,13 @@ pub fn make(
     desired: &Result<DesiredSet, LoadError>,
     live: &[Value],
     inventory: &[ObjectKey],
+    agent: &str,
 ) -> Result<Plan, PlanRefusal> {
-    plan::plan(desired, live, inventory, &PlanOptions { prune: true })
+    let opts = PlanOptions {
+        prune: true,
+        agent: agent.to_string(),
+    };
+    plan::plan(desired, live, inventory, &opts)
 }
 
 /// A digest of what Git asks for (every desired object's hash, and the file
@@ -148,19 +153,20 @@ mod tests {
     #[test]
     fn digest_depends_on_content_not_on_live_state() {
         let d = desired(DR);
-        let empty_live = make(&d, &[], &[]).unwrap();
+        let empty_live = make(&d, &[], &[], "sync-agent").unwrap();
         let applied: Vec<Value> = empty_live
             .apply
             .iter()
             .map(|s| s.object.clone().unwrap())
             .collect();
-        let synced = make(&d, &applied, &[]).unwrap();
+        let synced = make(&d, &applied, &[], "sync-agent").unwrap();
         assert!(synced.is_noop());
         assert_eq!(desired_digest(&empty_live), desired_digest(&synced));
         let other = make(
             &desired(&DR.replace("host: reviews", "host: ratings")),
             &[],
             &[],
+            "sync-agent",
         )
         .unwrap();
         assert_ne!(desired_digest(&other), desired_digest(&synced));
@@ -168,7 +174,7 @@ mod tests {
 
     #[test]
     fn render_lists_steps_counts_and_drift() {
-        let p = make(&desired(DR), &[], &[]).unwrap();
+        let p = make(&desired(DR), &[], &[], "sync-agent").unwrap();
         let text = render(&p, "team-a", "abc123", true);
         assert!(
             text.starts_with("plan for namespace team-a at revision abc123:\n"),

@@ -195,13 +195,25 @@ impl Drop for AbortOnDrop {
 /// What the drift watches care about, shared with the loop: the objects the
 /// agent tracks (desired and inventory) and the resource versions its own
 /// writes produced (an event for those is the agent's own echo).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracked {
     pub keys: BTreeSet<ObjectKey>,
     pub own_writes: HashMap<ObjectKey, String>,
+    /// The agent's name: whose labelled objects count as its own.
+    pub agent: String,
 }
 
 pub type SharedTracked = Arc<Mutex<Tracked>>;
+
+impl Default for Tracked {
+    fn default() -> Self {
+        Self {
+            keys: BTreeSet::new(),
+            own_writes: HashMap::new(),
+            agent: gitops_shared::gitopssync::DEFAULT_NAME.to_string(),
+        }
+    }
+}
 
 impl Tracked {
     /// Whether an event about `object` could mean drift.
@@ -213,7 +225,7 @@ impl Tracked {
         if rv.is_some() && self.own_writes.get(&key).map(String::as_str) == rv {
             return false;
         }
-        self.keys.contains(&key) || is_owned_by(object, namespace)
+        self.keys.contains(&key) || is_owned_by(object, namespace, &self.agent)
     }
 }
 

@@ -328,3 +328,89 @@ fn failing_watches_warn_and_are_counted() {
     // Warned once per watch, not once per retry.
     assert_eq!(log.matches("API watch failed").count(), 2, "{log}");
 }
+
+/// Defect 7, first half: two agents in one namespace (two `--name`s, two
+/// repos) each prune only what carries their own agent label; an object
+/// applied before the label existed belongs to `sync-agent`, and neither
+/// of them touches it.
+#[test]
+fn two_agents_in_one_namespace_never_prune_each_other() {
+    let cluster = cluster();
+    let traffic = GitSync::new().unwrap();
+    traffic
+        .write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev_t = traffic.commit_and_publish("traffic").unwrap();
+    let security = GitSync::new().unwrap();
+    security
+        .write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    let rev_s = security.commit_and_publish("security").unwrap();
+    // Applied by an agent from before the agent label.
+    kubectl_apply(
+        &cluster,
+        &dr("legacy").replace(
+            "  name: legacy\n",
+            "  name: legacy\n  labels:\n    app.kubernetes.io/managed-by: kubectl-gitops\n    kubectl-gitops.io/owner: team-a\n",
+        ),
+        &["-n", "team-a", "--server-side", "--field-manager=kubectl-gitops"],
+    );
+
+    let a = Agent::gitsync(
+        &cluster,
+        &traffic,
+        "team-a",
+        &["--name", "traffic", "--resync", "1s"],
+    );
+    let b = Agent::gitsync(
+        &cluster,
+        &security,
+        "team-a",
+        &["--name", "security", "--resync", "1s"],
+    );
+    for (agent, name, rev) in [(&a, "traffic", &rev_t), (&b, "security", &rev_s)] {
+        agent.wait(&format!("{name} to sync"), || {
+            let s = get(&cluster, "team-a", "gitopssyncs", name)?["status"].clone();
+            (s["phase"] == "Synced" && s["revision"] == rev.as_str()).then_some(())
+        });
+    }
+    // Several passes of both later, everything is still there.
+    let passes = |agent: &Agent| {
+        agent
+            .metric("gitops_sync_total{result=\"success\"}")
+            .unwrap_or(0.0)
+    };
+    let (pa, pb) = (passes(&a), passes(&b));
+    a.wait("three more passes of each", || {
+        (passes(&a) >= pa + 3.0 && passes(&b) >= pb + 3.0).then_some(())
+    });
+    assert_eq!(names(&cluster, "team-a", "virtualservices"), ["reviews"]);
+    assert_eq!(
+        names(&cluster, "team-a", "destinationrules"),
+        ["legacy", "reviews"]
+    );
+    let vs = get(&cluster, "team-a", "virtualservices", "reviews").unwrap();
+    assert_eq!(
+        vs["metadata"]["labels"]["kubectl-gitops.io/agent"],
+        "traffic"
+    );
+    let dr = get(&cluster, "team-a", "destinationrules", "reviews").unwrap();
+    assert_eq!(
+        dr["metadata"]["labels"]["kubectl-gitops.io/agent"],
+        "security"
+    );
+
+    // traffic's file leaves Git: traffic prunes its own object only.
+    traffic.remove("namespaces/team-a/vs-reviews.yaml").unwrap();
+    traffic.write("namespaces/team-a/.allow-empty", "").unwrap();
+    let rev = traffic.commit_and_publish("no routes").unwrap();
+    a.wait("traffic to prune its VirtualService", || {
+        let s = get(&cluster, "team-a", "gitopssyncs", "traffic")?["status"].clone();
+        (s["revision"] == rev.as_str() && names(&cluster, "team-a", "virtualservices").is_empty())
+            .then_some(())
+    });
+    assert_eq!(
+        names(&cluster, "team-a", "destinationrules"),
+        ["legacy", "reviews"]
+    );
+}
