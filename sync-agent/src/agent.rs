@@ -24,6 +24,7 @@ use crate::{
     apply::{Applied, Applier},
     cluster::{self, Clients},
     config::{Config, Source},
+    lease::{Holder, Lease, Roles},
     load::{self, LoadFailure, Loaded},
     plan,
     report::{Metrics, Phase, Reporter, SyncStatus, status::rfc3339},
@@ -40,13 +41,18 @@ pub enum Outcome {
     Suspended,
     /// git-sync has not published a revision yet.
     Waiting,
+    /// Another replica writes for this agent name: nothing done.
+    Standby,
     /// Refused or failed; `retry_soon` when the cause may pass by itself.
     Failed { retry_soon: bool },
 }
 
 impl Outcome {
     pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Synced | Outcome::Suspended)
+        matches!(
+            self,
+            Outcome::Synced | Outcome::Suspended | Outcome::Standby
+        )
     }
 }
 
@@ -90,6 +96,9 @@ pub struct Agent {
     tracked: SharedTracked,
     drift_watches: Option<DriftWatches>,
     last_printed: Option<String>,
+    /// Whether this replica is the writer; `None`: no election (`--dry-run`
+    /// writes nothing, `--once` checked the lease before it started).
+    leader: Option<Roles>,
 }
 
 impl Agent {
@@ -128,6 +137,7 @@ impl Agent {
             tracked,
             drift_watches: None,
             last_printed: None,
+            leader: None,
             cfg,
         }
     }
@@ -186,6 +196,19 @@ impl Agent {
         wake: Wake,
         span: &tracing::Span,
     ) -> Result<(Outcome, Option<&'static str>), Failure> {
+        // 0. another replica writes: stay ready, write nothing
+        if let Some(roles) = &self.leader
+            && !roles.leader.load(Ordering::SeqCst)
+        {
+            if roles.standby.load(Ordering::SeqCst) {
+                self.mark_ready();
+            }
+            // Its reports replace ours: read them afresh when this takes over.
+            self.initialized = false;
+            self.applied_digest = None;
+            self.reporter.forget();
+            return Ok((Outcome::Standby, Some("standby")));
+        }
         // 1. load (blocking file I/O)
         let cfg = self.cfg.clone();
         let loaded = tokio::task::spawn_blocking(move || load::load(&cfg))
@@ -669,12 +692,45 @@ pub async fn run(cfg: Config) -> anyhow::Result<bool> {
     {
         anyhow::bail!("--repo {}: no such folder", dir.display());
     }
-    let clients = cluster::connect(cfg.kubeconfig.as_deref(), &cfg.namespace).await?;
+    let identity = crate::lease::identity();
+    let clients = cluster::connect(cfg.kubeconfig.as_deref(), &cfg.namespace, &identity).await?;
     log_config(&cfg, &clients);
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let mut agent = Agent::new(cfg.clone(), clients.clone(), metrics.clone(), ready.clone());
 
+    let reporter = Reporter::new(
+        clients.requests.clone(),
+        &cfg.namespace,
+        &cfg.name,
+        &cfg.field_manager,
+    );
+    if cfg.once && !cfg.dry_run {
+        let mut lease = Lease::new(reporter.clone(), &identity, cfg.lease_duration);
+        match lease.try_hold().await {
+            Ok(Holder::Me) => {}
+            Ok(Holder::Other { holder, renewed }) => {
+                eprintln!(
+                    "error: another process writes for agent {:?} in {} ({holder}, renewed {renewed}); nothing done",
+                    cfg.name, cfg.namespace
+                );
+                return Ok(false);
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: taking the writer's lease: {}",
+                    cluster::describe(&e)
+                );
+                return Ok(false);
+            }
+        }
+        let outcome = agent.reconcile(Wake::default()).await;
+        lease.release().await;
+        if outcome == Outcome::Waiting {
+            eprintln!("error: no revision to sync: the link does not exist yet");
+        }
+        return Ok(outcome.is_success());
+    }
     if cfg.once {
         let outcome = agent.reconcile(Wake::default()).await;
         if outcome == Outcome::Waiting {
@@ -714,6 +770,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<bool> {
     let _fs = watch::watch_source(&cfg.source, waker.clone(), Window::default())
         .with_context(|| format!("watching --repo {}", cfg.source.root().display()))?;
     agent.enable_drift_watches(waker.clone());
+    let _lease = if cfg.dry_run {
+        None
+    } else {
+        let roles = Roles::default();
+        agent.leader = Some(roles.clone());
+        let lease = Lease::new(reporter.clone(), &identity, cfg.lease_duration);
+        Some(AbortOnDrop(tokio::spawn(lease.run(roles, waker.clone()))))
+    };
     let gos: Api<DynamicObject> = Api::namespaced_with(
         clients.watches.clone(),
         &cfg.namespace,
@@ -770,6 +834,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<bool> {
         }
     }
     info!("signal received; stopped after finishing the current sync");
+    if !cfg.dry_run {
+        drop(_lease);
+        Lease::new(reporter, &identity, cfg.lease_duration)
+            .release()
+            .await;
+    }
     Ok(true)
 }
 

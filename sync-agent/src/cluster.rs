@@ -40,7 +40,11 @@ impl std::fmt::Debug for Clients {
 
 /// Connect with `kubeconfig`, or in-cluster, then `KUBECONFIG` /
 /// `~/.kube/config` (DESIGN.md: "default: in-cluster, then KUBECONFIG").
-pub async fn connect(kubeconfig: Option<&Path>, namespace: &str) -> anyhow::Result<Clients> {
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    namespace: &str,
+    identity: &str,
+) -> anyhow::Result<Clients> {
     let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)
@@ -59,7 +63,10 @@ pub async fn connect(kubeconfig: Option<&Path>, namespace: &str) -> anyhow::Resu
     let url = config.cluster_url.to_string();
     let mut config = config;
     // The server's audit log then names the agent and its namespace.
-    if let (Ok(name), Ok(value)) = ("user-agent".parse(), user_agent(namespace).parse()) {
+    if let (Ok(name), Ok(value)) = (
+        "user-agent".parse(),
+        user_agent(namespace, identity).parse(),
+    ) {
         config.headers.push((name, value));
     }
     // kube's own retry layer retries 429/503/504 up to 15 times with waits
@@ -79,9 +86,13 @@ pub async fn connect(kubeconfig: Option<&Path>, namespace: &str) -> anyhow::Resu
     })
 }
 
-/// `sync-agent/<version> (<namespace>)`.
-pub fn user_agent(namespace: &str) -> String {
-    format!("sync-agent/{} ({namespace})", env!("CARGO_PKG_VERSION"))
+/// `sync-agent/<version> (<namespace>) <identity>`: the audit log names
+/// the namespace and the replica.
+pub fn user_agent(namespace: &str, identity: &str) -> String {
+    format!(
+        "sync-agent/{} ({namespace}) {identity}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// The API resource of `kind` at `version`.

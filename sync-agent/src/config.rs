@@ -122,6 +122,11 @@ pub struct Args {
     /// Objects applied in parallel within one apply rank
     #[arg(long, env = "GITOPS_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+
+    /// How long a writer's lease lasts without renewal before another
+    /// replica takes over
+    #[arg(long, env = "GITOPS_LEASE_DURATION", default_value = "15s", value_parser = parse_duration, hide = true)]
+    pub lease_duration: Duration,
 }
 
 /// How logs are written (to stderr; stdout is for `--dry-run` plans).
@@ -173,6 +178,7 @@ pub struct Config {
     pub concurrency: usize,
     pub max_objects: u64,
     pub max_bytes: u64,
+    pub lease_duration: Duration,
 }
 
 /// A flag value that cannot be used; says which flag and why.
@@ -275,6 +281,13 @@ impl Config {
         if args.concurrency == 0 {
             return Err(invalid("concurrency", "0", "must be at least 1"));
         }
+        if args.lease_duration < Duration::from_millis(300) {
+            return Err(invalid(
+                "lease-duration",
+                format!("{:?}", args.lease_duration),
+                "must be at least 300ms",
+            ));
+        }
         if args.max_objects == 0 {
             return Err(invalid("max-objects", "0", "must be at least 1"));
         }
@@ -297,6 +310,7 @@ impl Config {
             concurrency: args.concurrency,
             max_objects: args.max_objects,
             max_bytes: args.max_bytes,
+            lease_duration: args.lease_duration,
         })
     }
 

@@ -5,13 +5,15 @@
 //! [`load`] (one consistent revision), [`plan`] (desired against live, with
 //! the shared core), [`apply`] (server-side apply, prune), [`report`]
 //! (`GitOpsSync` status and metrics), [`server`] (`/metrics`, `/healthz`,
-//! `/readyz`); [`agent`] runs them in a loop and [`config`] holds the flags.
+//! `/readyz`); [`agent`] runs them in a loop, [`lease`] elects the one
+//! writer among replicas, and [`config`] holds the flags.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod lease;
 pub mod load;
 pub mod plan;
 pub mod report;

@@ -414,3 +414,100 @@ fn two_agents_in_one_namespace_never_prune_each_other() {
         ["legacy", "reviews"]
     );
 }
+
+/// Defect 7, second half: two replicas of one agent (same name, same repo)
+/// elect one writer through the GitOpsSync; the other stays ready and
+/// writes nothing. Killed, the writer is replaced within its lease.
+#[test]
+fn two_replicas_of_one_agent_have_one_writer() {
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev1 = gs.commit_and_publish("reviews").unwrap();
+    let root = gs.root();
+    let args = [
+        "--repo",
+        root.to_str().unwrap(),
+        "--link",
+        gs.link_name(),
+        "--resync",
+        "1s",
+        "--lease-duration",
+        "2s",
+    ];
+    let kc = cluster.kubeconfig_path();
+    let mut replicas = vec![
+        (
+            "replica-a",
+            Agent::start_with_env(&kc, "team-a", &args, &[("POD_NAME", "replica-a")]),
+        ),
+        (
+            "replica-b",
+            Agent::start_with_env(&kc, "team-a", &args, &[("POD_NAME", "replica-b")]),
+        ),
+    ];
+    wait_status(&replicas[0].1, &cluster, "Synced", Some(&rev1));
+    let holder = |cluster: &TestCluster| {
+        get(cluster, "team-a", "gitopssyncs", "sync-agent").unwrap()["metadata"]["annotations"]
+            ["kubectl-gitops.io/holder"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let writer = holder(&cluster);
+    assert!(
+        writer == "replica-a" || writer == "replica-b",
+        "holder {writer:?}"
+    );
+    let standby = if writer == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    for (name, agent) in &replicas {
+        agent.wait(&format!("{name} to be ready"), || {
+            (agent.http("/readyz")?.0 == 200).then_some(())
+        });
+    }
+
+    let gs_rev2 = {
+        gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 50, 50))
+            .unwrap();
+        gs.commit_and_publish("50/50").unwrap()
+    };
+    wait_status(&replicas[0].1, &cluster, "Synced", Some(&gs_rev2));
+    // Every write of objects and status so far came from the writer.
+    let events = cluster.audit().unwrap();
+    let writes_by = |who: &str| {
+        events
+            .iter()
+            .filter(|e| is_write(e) && e.user_agent.ends_with(who))
+            .filter(|e| {
+                !e.path().contains("/gitopssyncs/sync-agent") || e.path().ends_with("/status")
+            })
+            .count()
+    };
+    assert!(
+        writes_by(&writer) >= 3,
+        "the writer wrote {}",
+        writes_by(&writer)
+    );
+    assert_eq!(writes_by(standby), 0, "the stand-by wrote");
+
+    // The writer dies without a word: the other takes over and applies.
+    let index = replicas.iter().position(|(n, _)| *n == writer).unwrap();
+    replicas[index].1.kill();
+    let (_, survivor) = &replicas[1 - index];
+    survivor.wait("the stand-by to take the lease", || {
+        (holder(&cluster) == standby).then_some(())
+    });
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 10, 90))
+        .unwrap();
+    let rev3 = gs.commit_and_publish("10/90").unwrap();
+    wait_status(survivor, &cluster, "Synced", Some(&rev3));
+    let reviews = get(&cluster, "team-a", "virtualservices", "reviews").unwrap();
+    assert_eq!(reviews["spec"]["http"][0]["route"][0]["weight"], 10);
+}

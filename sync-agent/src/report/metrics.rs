@@ -10,6 +10,7 @@ const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 pub const RESULTS: &[&str] = &[
     "success",
     "suspended",
+    "standby",
     "invalid",
     "refused",
     "apply_failed",

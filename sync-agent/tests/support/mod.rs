@@ -109,11 +109,22 @@ impl Agent {
 
     /// [`Agent::start`] with another kubeconfig (through a proxy, say).
     pub fn start_with(kubeconfig: &Path, namespace: &str, args: &[&str]) -> Agent {
+        Self::start_with_env(kubeconfig, namespace, args, &[])
+    }
+
+    /// [`Agent::start_with`] with environment variables (`POD_NAME`, say).
+    pub fn start_with_env(
+        kubeconfig: &Path,
+        namespace: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let port = free_port();
         let logs = tempfile::Builder::new().prefix("agent-").tempdir().unwrap();
         let stderr = fs::File::create(logs.path().join("stderr")).unwrap();
         let stdout = fs::File::create(logs.path().join("stdout")).unwrap();
         let child = command_with(kubeconfig, namespace, args)
+            .envs(env.iter().copied())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .stdout(stdout)
@@ -134,6 +145,14 @@ impl Agent {
         let mut args = vec!["--repo", root.to_str().unwrap(), "--link", gs.link_name()];
         args.extend_from_slice(extra);
         Agent::start(cluster, ns, &args)
+    }
+
+    /// SIGKILL: no chance to finish or release anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn pid(&self) -> u32 {
