@@ -4,7 +4,8 @@
 #
 #   1. validate of 1,000 objects in 20 namespaces: the library, then the real
 #      `kubectl gitops -A validate` on the same generated repo;
-#   2. the agent against the real test API server: idle RSS, and the time from
+#   2. the text diff of one 20,000- and 30,000-line object: time, peak RSS;
+#   3. the agent against the real test API server: idle RSS, and the time from
 #      a git-sync link swap to Synced for the Bookinfo set and for one weight
 #      change (sync-agent/tests/bench.rs).
 set -euo pipefail
@@ -15,6 +16,10 @@ section() { printf '\n==> %s\n' "$*"; }
 section "building (release)"
 cargo build -q --release --bins
 cargo build -q --release -p gitops-shared --example bench_validate
+cargo build -q --release -p kubectl-gitops --example bench_textdiff
+
+section "diff of one huge object (kubectl gitops diff's text diff)"
+target/release/examples/bench_textdiff
 
 section "validate: library (load + policy + analysis)"
 target/release/examples/bench_validate
