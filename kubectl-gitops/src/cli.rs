@@ -75,13 +75,7 @@ pub struct PolicyArgs {
     pub allow_kind: Vec<String>,
 }
 
-/// `30s`, `1m`, `2m30s`, `1h` (jiff's friendly format, as kubectl's flags).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let d: k8s_openapi::jiff::SignedDuration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration such as 30s, 1m or 2m30s ({e})"))?;
-    std::time::Duration::try_from(d).map_err(|_| format!("{text:?} is negative"))
-}
+pub use gitops_shared::units::parse_duration;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -117,21 +111,4 @@ pub enum Command {
     Completion(cmd::completion::Args),
     /// Print the version
     Version(cmd::version::Args),
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::time::Duration;
-
-    use super::parse_duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("2m30s").unwrap(), Duration::from_secs(150));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 }

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod normalize;
 pub mod plan;
 pub mod policy;
+pub mod units;
 
 pub use hash::{canonical_json, object_hash};
 pub use kinds::{IstioKind, KINDS};

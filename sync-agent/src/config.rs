@@ -16,6 +16,7 @@ use gitops_shared::{
     DEFAULT_BASE_PATH, DEFAULT_FIELD_MANAGER, DEFAULT_ROOT_NAMESPACE, Policy, gitopssync,
     layout::check_relative,
     manifest::{check_dns1123_label, check_dns1123_subdomain},
+    units::{parse_duration, parse_size},
 };
 
 /// Per-namespace sidecar: applies one namespace's Istio config from a
@@ -320,76 +321,6 @@ impl Config {
     }
 }
 
-/// A size as Kubernetes writes quantities: `64Mi`, `500Ki`, `1Gi`, `10M`,
-/// `1k`, or a bare number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 64Mi, 500Ki or 1048576"))?;
-    let scale: u64 = match unit {
-        "" => 1,
-        "k" | "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (use Ki, Mi, Gi, k, M or G)"
-            ));
-        }
-    };
-    n.checked_mul(scale)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{text:?} must be above 0 and below 16 EiB"))
-}
-
-/// A duration as people write it: `500ms`, `30s`, `5m`, `1h`, `1h30m`; a bare
-/// number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| format!("{text:?}: missing unit (ms, s, m or h)"))?;
-        if digits == 0 {
-            return Err(format!("{text:?}: expected a number before the unit"));
-        }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?}: {:?} is not a number", &rest[..digits]))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            unit => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
-        };
-        rest = &rest[unit_len..];
-        total +=
-            Duration::try_from_secs_f64(number * scale).map_err(|e| format!("{text:?}: {e}"))?;
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,18 +452,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("60").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        for bad in ["", "s", "5x", "5 s", "-1s", "1..2s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
     /// The env half of every flag. One test mutates the process environment
     /// (no other test here reads these variables).
     #[test]
@@ -602,14 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_read_like_kubernetes_quantities() {
-        assert_eq!(parse_size("64Mi").unwrap(), 64 << 20);
-        assert_eq!(parse_size("500Ki").unwrap(), 500 << 10);
-        assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        for bad in ["", "Mi", "1.5Mi", "10XB", "0"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
+    fn limits_default_to_the_contract() {
         let c = config(&["-n", "a", "--repo", "/g"]).unwrap();
         assert_eq!((c.max_objects, c.max_bytes), (5000, 64 << 20));
     }

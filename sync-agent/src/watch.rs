@@ -11,11 +11,11 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     future::Future,
     path::{Path, PathBuf},
-    pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use futures::{Stream, StreamExt as _};
 use gitops_shared::{IstioKind, ObjectKey, normalize::is_owned_by};
 use kube::{
     Api, Client,
@@ -417,16 +417,9 @@ impl Failing {
 }
 
 /// Drive a stream to its end, calling `f` on each item.
-///
-/// The `Stream` trait is not re-exported by kube and the workspace has no
-/// `futures` crate; `WatchStreamExt: Stream` brings `poll_next` into scope
-/// through the bound.
-async fn for_each<S>(stream: S, mut f: impl FnMut(S::Item))
-where
-    S: WatchStreamExt,
-{
-    let mut stream: Pin<Box<S>> = Box::pin(stream);
-    while let Some(item) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+async fn for_each<S: Stream>(stream: S, mut f: impl FnMut(S::Item)) {
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
         f(item);
     }
 }
