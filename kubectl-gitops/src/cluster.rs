@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use gitops_shared::{IstioKind, gitopssync};
+use gitops_kube::{errors::is_status, resources::gitopssync_resource};
+use gitops_shared::IstioKind;
 use kube::{
     Client, Config,
     api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams},
@@ -78,27 +79,7 @@ impl std::fmt::Debug for Cluster {
 }
 
 fn api_resource(kind: &IstioKind) -> ApiResource {
-    ApiResource {
-        group: kind.group.to_string(),
-        version: kind.preferred.to_string(),
-        api_version: kind.api_version(),
-        kind: kind.kind.to_string(),
-        plural: kind.plural.to_string(),
-    }
-}
-
-fn gitopssync_resource() -> ApiResource {
-    ApiResource {
-        group: gitopssync::GROUP.to_string(),
-        version: gitopssync::VERSION.to_string(),
-        api_version: format!("{}/{}", gitopssync::GROUP, gitopssync::VERSION),
-        kind: gitopssync::KIND.to_string(),
-        plural: gitopssync::PLURAL.to_string(),
-    }
-}
-
-fn is_status(error: &kube::Error, code: u16) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == code)
+    gitops_kube::resources::api_resource(kind, kind.preferred)
 }
 
 /// A dynamic object as JSON, with `apiVersion` and `kind` always set.

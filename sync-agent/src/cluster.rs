@@ -1,6 +1,6 @@
-//! The agent's cluster access: the client, how an Istio kind maps to an API
-//! resource (from `gitops_shared::kinds`, so no discovery is needed), and
-//! which API errors are worth retrying.
+//! The agent's cluster access: the client and its retries. What both
+//! programs share (Istio kind -> API resource, API error classes) lives in
+//! `gitops-kube` and is re-exported here.
 
 use std::{path::Path, time::Duration};
 
@@ -11,11 +11,9 @@ use std::{
 
 use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable as _};
-use gitops_shared::{IstioKind, gitopssync};
 use kube::{
     Client,
     config::{KubeConfigOptions, Kubeconfig},
-    core::ApiResource,
 };
 
 /// How long one request may take. Writes and lists are small; a server whose
@@ -95,83 +93,10 @@ pub fn user_agent(namespace: &str, identity: &str) -> String {
     )
 }
 
-/// The API resource of `kind` at `version`.
-pub fn api_resource(kind: &IstioKind, version: &str) -> ApiResource {
-    ApiResource {
-        group: kind.group.to_string(),
-        version: version.to_string(),
-        api_version: format!("{}/{version}", kind.group),
-        kind: kind.kind.to_string(),
-        plural: kind.plural.to_string(),
-    }
-}
-
-/// The API resource of `GitOpsSync`.
-pub fn gitopssync_resource() -> ApiResource {
-    ApiResource {
-        group: gitopssync::GROUP.to_string(),
-        version: gitopssync::VERSION.to_string(),
-        api_version: format!("{}/{}", gitopssync::GROUP, gitopssync::VERSION),
-        kind: gitopssync::KIND.to_string(),
-        plural: gitopssync::PLURAL.to_string(),
-    }
-}
-
-/// Whether an error may go away by itself: the server or its storage is
-/// unavailable (5xx), it asks us to slow down (429), or the connection failed.
-/// A 4xx validation error will fail the same way every time.
-pub fn is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => status.code >= 500 || status.code == 429 || status.code == 0,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
-        // A body cut short by a dying server fails to parse.
-        kube::Error::SerdeError(_) => true,
-        _ => false,
-    }
-}
-
-/// Whether to retry at once, within the same reconcile: a transient error
-/// that came back fast. A timeout (the server's 504, or no answer in time)
-/// already took long; the loop retries the whole reconcile later instead.
-pub fn retry_now(error: &kube::Error) -> bool {
-    is_transient(error) && status_code(error) != Some(504) && !is_timeout(error)
-}
-
-/// Whether the request timed out on our side.
-pub fn is_timeout(error: &kube::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        let text = e.to_string();
-        if text.contains("timed out") || text.contains("deadline has elapsed") {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// The status code of an API error, if the server answered.
-pub fn status_code(error: &kube::Error) -> Option<u16> {
-    match error {
-        kube::Error::Api(status) => Some(status.code),
-        _ => None,
-    }
-}
-
-/// A short, readable form of an API error: the server's message when it sent one.
-pub fn describe(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) if !status.message.is_empty() => {
-            format!("{} ({})", status.message, status.code)
-        }
-        other => format!("{other}"),
-    }
-}
+pub use gitops_kube::{
+    errors::{describe, is_timeout, is_transient, retry_now, status_code},
+    resources::{api_resource, gitopssync_resource},
+};
 
 /// An attempt that failed after this long is not retried at once: the
 /// server already spent that long trying (its storage is gone, say).
@@ -238,28 +163,6 @@ mod tests {
         )
     }
 
-    #[test]
-    fn server_trouble_is_transient_validation_is_not() {
-        for code in [500, 502, 503, 504, 429] {
-            assert!(is_transient(&api_error(code)), "{code}");
-        }
-        for code in [400, 403, 404, 409, 422] {
-            assert!(!is_transient(&api_error(code)), "{code}");
-        }
-        // a server that took its time to give up is retried later, not now
-        assert!(is_transient(&api_error(504)));
-        assert!(!retry_now(&api_error(504)));
-        assert!(retry_now(&api_error(503)));
-        let timeout = kube::Error::Service(Box::new(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "read timed out",
-        )));
-        assert!(is_timeout(&timeout));
-        assert!(is_transient(&timeout) && !retry_now(&timeout));
-        assert_eq!(status_code(&api_error(422)), Some(422));
-        assert_eq!(describe(&api_error(422)), "x (422)");
-    }
-
     #[tokio::test(start_paused = true)]
     async fn calls_retry_fast_transient_failures_only() {
         use std::sync::atomic::AtomicUsize;
@@ -316,16 +219,5 @@ mod tests {
         )
         .await;
         assert_eq!(n.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn resources_come_from_the_shared_kinds() {
-        let vs = gitops_shared::kinds::lookup("networking.istio.io", "VirtualService").unwrap();
-        let ar = api_resource(vs, "v1beta1");
-        assert_eq!(ar.api_version, "networking.istio.io/v1beta1");
-        assert_eq!(ar.plural, "virtualservices");
-        let gos = gitopssync_resource();
-        assert_eq!(gos.api_version, "kubectl-gitops.io/v1alpha1");
-        assert_eq!(gos.plural, "gitopssyncs");
     }
 }

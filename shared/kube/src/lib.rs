@@ -1,0 +1,9 @@
+//! `gitops-kube`: the one home of what both programs do with the cluster
+//! (DESIGN.md, "Workspace layout"), beside the pure core `gitops-shared`,
+//! which stays free of kube and tokio. [`resources`] maps Istio kinds and
+//! `GitOpsSync` to API resources; [`errors`] classes API errors by status
+//! code and error kind, never by their text.
+#![forbid(unsafe_code)]
+
+pub mod errors;
+pub mod resources;
