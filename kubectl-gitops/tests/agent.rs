@@ -4,7 +4,7 @@
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -15,7 +15,7 @@ use gitops_tests::{
 };
 use serde_json::Value;
 
-use crate::util::{Dir, TestCommand, agent_bin};
+use crate::util::{Dir, TestCommand, spawn_agent};
 
 const NS: &str = "team-a";
 const WAIT: Duration = Duration::from_secs(120);
@@ -52,21 +52,9 @@ impl Team {
         let gitsync = GitSync::new().unwrap();
         let follower = gitsync.follow(&dir.repo);
         let log = dir.tmp("agent.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let agent = Command::new(agent_bin())
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig_path())
-            .args(["--namespace", NS, "--link", gitsync.link_name()])
-            .arg("--repo")
-            .arg(gitsync.root())
-            .args(["--listen=off", "--resync", "1s"])
-            .args(extra)
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("spawning sync-agent");
+        let mut flags = vec!["--resync", "1s"];
+        flags.extend_from_slice(extra);
+        let agent = spawn_agent(&cluster, &gitsync, NS, &log, &flags);
         Team {
             dir,
             cluster,

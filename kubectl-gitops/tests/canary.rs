@@ -9,7 +9,7 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Child,
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -18,7 +18,7 @@ use gitops_tests::{
     TestCluster, gitsync::Follower, gitsync::GitSync, mesh::MeshSim, prometheus::TestPrometheus,
 };
 
-use crate::util::{Dir, Run, TestCommand, agent_bin, bin, sample};
+use crate::util::{Dir, Run, TestCommand, bin, sample, spawn_agent};
 
 const WAIT: Duration = Duration::from_secs(120);
 const NS: &str = "team-a";
@@ -72,21 +72,7 @@ impl World {
         let gitsync = GitSync::new().unwrap();
         let follower = gitsync.follow(&dir.repo);
         let agent_log = dir.tmp("agent.log");
-        let log = std::fs::File::create(&agent_log).unwrap();
-        let agent = Command::new(agent_bin())
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig_path())
-            .args(["--namespace", NS, "--link", gitsync.link_name()])
-            .arg("--repo")
-            .arg(gitsync.root())
-            .args(["--listen=off", "--resync", "5s"])
-            .env("RUST_LOG", "info")
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning sync-agent");
+        let agent = spawn_agent(&cluster, &gitsync, NS, &agent_log, &["--resync", "5s"]);
 
         let config = runtime().block_on(cluster.config()).unwrap();
         let sim = MeshSim::start(config, NS, "reviews", 0, "reviews", 100.0).unwrap();

@@ -35,6 +35,33 @@ pub fn agent_bin() -> PathBuf {
         .clone()
 }
 
+/// The real `sync-agent` for `namespace` on a git-sync volume, logging to
+/// `log`, `extra` flags after the defaults (no HTTP server).
+pub fn spawn_agent(
+    cluster: &gitops_tests::TestCluster,
+    gitsync: &gitops_tests::gitsync::GitSync,
+    namespace: &str,
+    log: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(agent_bin())
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .args(["--namespace", namespace, "--link", gitsync.link_name()])
+        .arg("--repo")
+        .arg(gitsync.root())
+        .arg("--listen=off")
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("spawning sync-agent")
+}
+
 /// A Bookinfo sample of `../shared/testdata/istio-samples`.
 pub fn sample(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,15 +9,7 @@ mod support;
 use support::*;
 
 fn setup(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
-    let gs = GitSync::new().unwrap();
-    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
-        .unwrap();
-    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
-        .unwrap();
-    let rev = gs.commit_and_publish("reviews 80/20").unwrap();
-    let agent = Agent::gitsync(cluster, &gs, "team-a", extra);
-    wait_status(&agent, cluster, "Synced", Some(&rev));
-    (gs, agent, rev)
+    synced_agent(cluster, extra)
 }
 
 /// `kubectl edit`-style: another field manager takes the weights over.

@@ -181,15 +181,7 @@ fn sigterm_during_an_apply_finishes_it_and_exits_0() {
     let proxy = runtime
         .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
         .unwrap();
-    // a kubeconfig that reaches the server through the proxy
-    let kubeconfig = cluster.dir().join("kubeconfig-via-proxy");
-    let text = std::fs::read_to_string(cluster.kubeconfig_path()).unwrap();
-    assert!(text.contains(&cluster.server_url()));
-    std::fs::write(
-        &kubeconfig,
-        text.replace(&cluster.server_url(), &proxy.url()),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig_via(&cluster, &proxy);
 
     let gs = GitSync::new().unwrap();
     let names: Vec<String> = (0..6).map(|i| format!("svc-{i}")).collect();

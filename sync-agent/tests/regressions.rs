@@ -12,15 +12,7 @@ use std::{thread::sleep, time::Duration};
 use support::*;
 
 fn setup(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
-    let gs = GitSync::new().unwrap();
-    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
-        .unwrap();
-    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
-        .unwrap();
-    let rev = gs.commit_and_publish("reviews 80/20").unwrap();
-    let agent = Agent::gitsync(cluster, &gs, "team-a", extra);
-    wait_status(&agent, cluster, "Synced", Some(&rev));
-    (gs, agent, rev)
+    synced_agent(cluster, extra)
 }
 
 /// Defect 1: moving a file in Git changes the source annotation only. It is
@@ -220,13 +212,7 @@ fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
     let proxy = runtime
         .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
         .unwrap();
-    let kubeconfig = cluster.dir().join("kubeconfig-via-proxy");
-    let text = std::fs::read_to_string(cluster.kubeconfig_path()).unwrap();
-    std::fs::write(
-        &kubeconfig,
-        text.replace(&cluster.server_url(), &proxy.url()),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig_via(&cluster, &proxy);
 
     let gs = GitSync::new().unwrap();
     gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))

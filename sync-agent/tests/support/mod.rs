@@ -72,6 +72,33 @@ pub fn write_bookinfo(gs: &GitSync, ns: &str) {
     }
 }
 
+/// A git-sync volume with reviews' DestinationRule and an 80/20
+/// VirtualService for team-a, and an agent that has synced it.
+pub fn synced_agent(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev = gs.commit_and_publish("reviews 80/20").unwrap();
+    let agent = Agent::gitsync(cluster, &gs, "team-a", extra);
+    wait_status(&agent, cluster, "Synced", Some(&rev));
+    (gs, agent, rev)
+}
+
+/// A kubeconfig of `cluster` that reaches its server through `proxy`.
+pub fn kubeconfig_via(cluster: &TestCluster, proxy: &gitops_tests::FaultProxy) -> PathBuf {
+    let kubeconfig = cluster.dir().join("kubeconfig-via-proxy");
+    let text = fs::read_to_string(cluster.kubeconfig_path()).unwrap();
+    assert!(text.contains(&cluster.server_url()));
+    fs::write(
+        &kubeconfig,
+        text.replace(&cluster.server_url(), &proxy.url()),
+    )
+    .unwrap();
+    kubeconfig
+}
+
 /// A small VirtualService with two weighted routes.
 pub fn vs(name: &str, v1: u32, v2: u32) -> String {
     format!(
