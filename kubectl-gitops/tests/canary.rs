@@ -72,11 +72,13 @@ impl World {
         let gitsync = GitSync::new().unwrap();
         let follower = gitsync.follow(&dir.repo);
         let agent_log = dir.tmp("agent.log");
-        let agent = spawn_agent(&cluster, &gitsync, NS, &agent_log, &["--resync", "5s"]);
 
         let config = runtime().block_on(cluster.config()).unwrap();
         let sim = MeshSim::start(config, NS, "reviews", 0, "reviews", 100.0).unwrap();
         let prometheus = TestPrometheus::start(&[sim.addr()]).unwrap();
+        // Spawned last, and owned by the World at once: a failed set-up
+        // above leaves no agent behind.
+        let agent = spawn_agent(&cluster, &gitsync, NS, &agent_log, &["--resync", "5s"]);
         let world = World {
             dir,
             cluster,
