@@ -358,6 +358,14 @@ fn gitopssync() -> ApiResource {
 }
 
 /// Write the agent's status through the status subresource, as the agent does.
+/// An agent's `GitOpsSync` in `ns`, made with the real kubectl.
+fn create_gitopssync(cluster: &TestCluster, ns: &str) {
+    let object = format!(
+        "apiVersion: kubectl-gitops.io/v1alpha1\nkind: GitOpsSync\nmetadata:\n  name: sync-agent\n  namespace: {ns}\nspec: {{}}\n"
+    );
+    kubectl(cluster, &["apply", "-f", "-"], Some(&object));
+}
+
 fn report(cluster: &TestCluster, ns: &str, status: Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -405,13 +413,7 @@ fn status_shows_the_agent_and_how_far_behind_it_is() {
     d.kg().args(["commit", "-m", "reviews 80/20"]).ok();
     let applied = d.git(&["rev-parse", "HEAD"]).trim().to_string();
 
-    kubectl(
-        &cluster,
-        &["apply", "-f", "-"],
-        Some(
-            "apiVersion: kubectl-gitops.io/v1alpha1\nkind: GitOpsSync\nmetadata:\n  name: sync-agent\n  namespace: team-a\nspec: {}\n",
-        ),
-    );
+    create_gitopssync(&cluster, "team-a");
     report(
         &cluster,
         "team-a",
@@ -566,13 +568,7 @@ fn status_exits_1_on_failed_and_waits_for_head() {
         .ok();
     d.kg().args(["commit", "-m", "reviews"]).ok();
     let head = d.git(&["rev-parse", "HEAD"]).trim().to_string();
-    kubectl(
-        &cluster,
-        &["apply", "-f", "-"],
-        Some(
-            "apiVersion: kubectl-gitops.io/v1alpha1\nkind: GitOpsSync\nmetadata:\n  name: sync-agent\n  namespace: team-a\nspec: {}\n",
-        ),
-    );
+    create_gitopssync(&cluster, "team-a");
     report(
         &cluster,
         "team-a",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::release::{Release, Split, edit_document};
 use crate::{
-    cmd::commit::trailers,
+    cmd::commit::with_trailers,
     git::Repo,
     objects::{Folder, split_documents},
 };
@@ -138,19 +138,16 @@ pub fn commit_move(repo: &Repo, vs: &VsFile, index: usize, m: &Move<'_>) -> Resu
         lock.add(&vs.rel)?;
         let tree = lock.tree_with(&[vs.rel.as_str()])?;
         let key = ObjectKey::new(GROUP, KIND, &vs.name);
-        let mut message = format!("{}\n\n", m.subject);
-        if let Some(body) = &m.body {
-            message.push_str(body.trim_end());
-            message.push_str("\n\n");
-        }
-        let mut lines = trailers([&vs.namespace], &[key]);
-        lines.push(format!("Gitops-Canary: {}", vs.name));
-        lines.push(format!("Gitops-Canary-Step: {}", m.release.step_label()));
-        lines.push(format!("Gitops-Canary-Weight: {}", m.release.weight()));
-        lines.extend(m.checks.iter().map(|c| format!("Gitops-Canary-Check: {c}")));
-        for line in lines {
-            message.push_str(&line);
-            message.push('\n');
+        let head_text = match &m.body {
+            Some(body) => format!("{}\n\n{}", m.subject, body.trim_end()),
+            None => m.subject.clone(),
+        };
+        let mut message = with_trailers(&head_text, [&vs.namespace], &[key]);
+        message.push_str(&format!("Gitops-Canary: {}\n", vs.name));
+        message.push_str(&format!("Gitops-Canary-Step: {}\n", m.release.step_label()));
+        message.push_str(&format!("Gitops-Canary-Weight: {}\n", m.release.weight()));
+        for check in &m.checks {
+            message.push_str(&format!("Gitops-Canary-Check: {check}\n"));
         }
         repo.commit_tree(tree, head, &message)
     })();

@@ -312,10 +312,8 @@ impl Driver<'_> {
     /// Who the checks look at: the canary subset's `version` label (from
     /// the DestinationRule in Git) or `--canary-selector`.
     fn scope(&self, vs: &VsFile, index: usize, release: &Release) -> Result<Scope> {
-        let host = super::release::check_route(&vs.object, index, &release.stable, &release.canary)
-            .or_else(|_| {
-                super::release::check_route(&vs.object, index, &release.canary, &release.stable)
-            })?;
+        let host =
+            super::release::check_route(&vs.object, index, &release.stable, &release.canary)?;
         let rule = subsets_rule(vs, &host, &release.stable, &release.canary)?;
         let version = rule["spec"]["subsets"]
             .as_array()
