@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use gitops_shared::{
     ObjectKey,
     plan::{Action, Drift, Plan, kinds_in_use},
@@ -24,6 +25,8 @@ use crate::{
     apply::{Applied, Applier},
     cluster::{self, Clients},
     config::{Config, Source},
+    decide::{self, Decision, Memory, Settings},
+    error::SyncError,
     lease::{Holder, Lease, Roles},
     load::{self, LoadFailure, Loaded},
     plan,
@@ -43,8 +46,12 @@ pub enum Outcome {
     Waiting,
     /// Another replica writes for this agent name: nothing done.
     Standby,
-    /// Refused or failed; `retry_soon` when the cause may pass by itself.
-    Failed { retry_soon: bool },
+    /// Refused or failed; `retry_soon` when the cause may pass by itself,
+    /// not before `retry_after` when the server asked for a wait.
+    Failed {
+        retry_soon: bool,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl Outcome {
@@ -54,17 +61,6 @@ impl Outcome {
             Outcome::Synced | Outcome::Suspended | Outcome::Standby
         )
     }
-}
-
-/// A failure to report: phase Failed, a condition reason, a metric label.
-struct Failure {
-    reason: &'static str,
-    result: &'static str,
-    message: String,
-    retry_soon: bool,
-    /// Report it in the status; not when the API server itself is failing
-    /// (the write would fail, or hang, the same way).
-    report: bool,
 }
 
 /// One pass that got as far as applying, for the report.
@@ -118,7 +114,6 @@ impl Agent {
             field_manager: cfg.field_manager.clone(),
             concurrency: cfg.concurrency,
             stopping: Arc::new(AtomicBool::new(false)),
-            tracked: Some(tracked.clone()),
         };
         Self {
             reporter: Reporter::new(
@@ -173,13 +168,15 @@ impl Agent {
                 }
                 outcome
             }
-            Err(failure) => {
-                self.metrics.observe_sync(failure.result, started.elapsed());
+            Err(error) => {
+                self.metrics
+                    .observe_sync(error.metric_label(), started.elapsed());
                 let _enter = span.enter();
-                warn!(reason = failure.reason, message = %failure.message, "sync failed");
-                self.report_failure(&failure).await;
+                warn!(reason = error.reason(), message = %error, "sync failed");
+                self.report_failure(&error).await;
                 Outcome::Failed {
-                    retry_soon: failure.retry_soon,
+                    retry_soon: error.retry_soon(),
+                    retry_after: error.retry_after(),
                 }
             }
         };
@@ -191,11 +188,13 @@ impl Agent {
         result
     }
 
+    /// The pipeline: load, read the control object, list, decide, apply,
+    /// report. The I/O is here; what to do is [`decide`]'s.
     async fn reconcile_inner(
         &mut self,
         wake: Wake,
         span: &tracing::Span,
-    ) -> Result<(Outcome, Option<&'static str>), Failure> {
+    ) -> Result<(Outcome, Option<&'static str>), SyncError> {
         // 0. another replica writes: stay ready, write nothing
         if let Some(roles) = &self.leader
             && !roles.leader.load(Ordering::SeqCst)
@@ -213,32 +212,15 @@ impl Agent {
         let cfg = self.cfg.clone();
         let loaded = tokio::task::spawn_blocking(move || load::load(&cfg))
             .await
-            .map_err(|e| Failure {
-                reason: "InternalError",
-                result: "error",
-                message: format!("loading the revision panicked: {e}"),
-                retry_soon: true,
-                report: true,
-            })?;
+            .map_err(|e| SyncError::LoadPanicked(e.to_string()))?;
         let loaded: Loaded = match loaded {
             Ok(l) => l,
             Err(LoadFailure::NoLink { link }) => {
                 info!(link = %link.display(), "waiting for git-sync to publish a revision");
                 return Ok((Outcome::Waiting, None));
             }
-            Err(e @ LoadFailure::Unstable { .. }) => {
-                warn!(error = %e, "revision not read");
-                return Ok((Outcome::Failed { retry_soon: true }, Some("error")));
-            }
-            Err(e) => {
-                return Err(Failure {
-                    reason: "RepoUnreadable",
-                    result: "error",
-                    message: e.to_string(),
-                    retry_soon: true,
-                    report: true,
-                });
-            }
+            Err(e @ LoadFailure::Unstable { .. }) => return Err(SyncError::RevisionUnstable(e)),
+            Err(e) => return Err(SyncError::RepoUnreadable(e)),
         };
         span.record("revision", loaded.revision.as_str());
         if wake.control {
@@ -250,21 +232,8 @@ impl Agent {
             .reporter
             .read()
             .await
-            .map_err(|e| api_failure(&e, "reading the GitOpsSync"))?;
-        if let Some(why) = &control.unreadable {
-            // Its inventory is what the agent may prune: unknown, nothing is
-            // written (a status write would replace it) and nothing pruned.
-            return Err(Failure {
-                reason: "StatusUnreadable",
-                result: "status_unreadable",
-                message: format!(
-                    "the status of GitOpsSync {} does not parse ({why}); its inventory is unknown, so nothing is applied or pruned. Was it written by another version of sync-agent? Run that version, or clear the status (kubectl edit --subresource=status)",
-                    self.cfg.name
-                ),
-                retry_soon: false,
-                report: false,
-            });
-        }
+            .map_err(|e| SyncError::api("reading the GitOpsSync", e))?;
+        decide::check_control(&control, &self.cfg.name)?;
         if !self.initialized {
             self.status = control.status.clone();
             self.reporter.assume_written(&control.status);
@@ -277,38 +246,19 @@ impl Agent {
         }
         let mut generation = control.generation;
         if !control.exists && !self.cfg.dry_run {
-            generation = self.reporter.ensure().await.map_err(|e| {
-                let mut failure = api_failure(&e, "creating the GitOpsSync");
-                if cluster::status_code(&e) == Some(404) {
-                    failure.message.push_str(
-                        "; is the GitOpsSync CRD installed? (manifests/crds/gitopssync.yaml)",
-                    );
-                }
-                failure
-            })?;
+            generation = self
+                .reporter
+                .ensure()
+                .await
+                .map_err(|e| SyncError::api("creating the GitOpsSync", e))?;
             self.reporter.forget();
         }
         self.status.observed_revision = loaded.revision.clone();
 
         // 3. a broken revision is refused whole
-        let desired = match (&loaded.desired, loaded.refusal()) {
-            (Ok(desired), None) => desired,
-            (_, refusal) => {
-                return Err(Failure {
-                    reason: "InvalidRevision",
-                    result: "invalid",
-                    message: format!(
-                        "revision {} refused; nothing applied or pruned:\n{}",
-                        loaded.revision,
-                        refusal.unwrap_or_default()
-                    ),
-                    retry_soon: false,
-                    report: true,
-                });
-            }
-        };
+        let desired = decide::admit(&loaded)?;
 
-        // 4. plan against the live objects of the kinds in use
+        // 4. the live objects of the kinds in use
         let inventory = self.status.inventory_keys();
         let kinds = kinds_in_use(desired, &inventory);
         if let Some(watches) = &mut self.drift_watches {
@@ -324,107 +274,111 @@ impl Agent {
         }
         let live = plan::live_objects(&self.clients.requests, &self.cfg.namespace, &kinds)
             .await
-            .map_err(|e| api_failure(&e, "listing live objects"))?;
-        let plan =
-            plan::make(&loaded.desired, &live, &inventory, &self.cfg.name).map_err(|refusal| {
-                Failure {
-                    reason: "PruneRefused",
-                    result: "refused",
-                    message: format!(
-                        "revision {}: {refusal}; nothing applied or pruned",
-                        loaded.revision
-                    ),
-                    retry_soon: false,
-                    report: true,
-                }
-            })?;
-        let digest = plan::desired_digest(&plan);
-        self.metrics.set_objects(&[
-            ("create", plan.count(Action::Create)),
-            ("update", plan.count(Action::Update)),
-            ("unchanged", plan.count(Action::Unchanged)),
-            ("prune", plan.count(Action::Prune)),
-        ]);
+            .map_err(|e| SyncError::api("listing live objects", e))?;
 
-        if self.cfg.dry_run {
-            let text = plan::render(&plan, &self.cfg.namespace, &loaded.revision, self.cfg.prune);
-            if self.last_printed.as_deref() != Some(text.as_str()) {
-                print!("{text}");
-                self.last_printed = Some(text);
-            }
-            self.metrics.set_drifted(plan.drift.len());
-            // A plan printed is a dry run's success: ready, like a sync.
-            self.mark_ready();
-            return Ok((Outcome::Synced, Some("success")));
-        }
-
+        // 5. decide
+        let decision = decide::decide(
+            &loaded,
+            &control,
+            &live,
+            &inventory,
+            Settings::of(&self.cfg),
+            Memory {
+                applied_digest: self.applied_digest.as_deref(),
+                reported_revision: &self.status.revision,
+            },
+        )?;
+        self.metrics.set_objects(&decide::counts(decision.plan()));
         let now = Timestamp::now();
-        // 5. suspended: report, write nothing else
-        if control.suspend {
-            self.report_suspended(&plan, generation, now).await;
-            return Ok((Outcome::Suspended, Some("suspended")));
-        }
-
-        // 6. apply: a new desired set always; drift only with self-heal
-        let pending = match &self.applied_digest {
-            Some(d) => *d != digest,
-            // After a restart: a commit (or content digest) names its content,
-            // so the revision the status reports is applied; a dirty plain
-            // checkout is not known to be.
-            None => self.status.revision != loaded.revision || loaded.revision.ends_with("-dirty"),
-        };
-        let writes = !plan.apply.is_empty() || (self.cfg.prune && !plan.prune.is_empty());
-        let do_apply = writes && (pending || self.cfg.self_heal);
-        let mut applied = Applied::default();
-        if do_apply {
-            if pending {
-                self.status.set_phase(
-                    Phase::Progressing,
-                    "Progressing",
-                    &format!(
-                        "applying revision {}: {} to create, {} to update, {} to prune",
-                        loaded.revision,
-                        plan.count(Action::Create),
-                        plan.count(Action::Update),
-                        if self.cfg.prune { plan.prune.len() } else { 0 }
-                    ),
-                    generation,
-                    now,
-                );
-                self.write_status().await;
-            }
-            applied = match self.applier.apply(&plan, self.cfg.prune).await {
-                Ok(applied) => applied,
-                Err(e) => {
-                    let mut keys: BTreeSet<ObjectKey> = inventory.iter().cloned().collect();
-                    keys.extend(e.done.written.iter().map(|(k, _, _)| k.clone()));
-                    for k in e.done.pruned.iter().chain(&e.done.released) {
-                        keys.remove(k);
-                    }
-                    self.status.set_inventory(&keys);
-                    return Err(Failure {
-                        reason: "ApplyFailed",
-                        result: "apply_failed",
-                        message: format!("revision {} not applied:\n{e}", loaded.revision),
-                        retry_soon: e.is_transient(),
-                        report: true,
-                    });
+        let (plan, digest, did_apply, applied) = match decision {
+            Decision::Print { plan } => {
+                let text =
+                    plan::render(&plan, &self.cfg.namespace, &loaded.revision, self.cfg.prune);
+                if self.last_printed.as_deref() != Some(text.as_str()) {
+                    print!("{text}");
+                    self.last_printed = Some(text);
                 }
-            };
-        }
+                self.metrics.set_drifted(plan.drift.len());
+                // A plan printed is a dry run's success: ready, like a sync.
+                self.mark_ready();
+                return Ok((Outcome::Synced, Some("success")));
+            }
+            Decision::Suspend { plan } => {
+                self.report_suspended(&plan, generation, now).await;
+                return Ok((Outcome::Suspended, Some("suspended")));
+            }
+            Decision::Report { plan, digest } => (plan, digest, false, Applied::default()),
+            Decision::Apply {
+                plan,
+                digest,
+                pending,
+                prune,
+            } => {
+                if pending {
+                    self.status.set_phase(
+                        Phase::Progressing,
+                        "Progressing",
+                        &format!(
+                            "applying revision {}: {} to create, {} to update, {} to prune",
+                            loaded.revision,
+                            plan.count(Action::Create),
+                            plan.count(Action::Update),
+                            if prune { plan.prune.len() } else { 0 }
+                        ),
+                        generation,
+                        now,
+                    );
+                    self.write_status().await;
+                }
+                let result = self.applier.apply(&plan, prune).await;
+                let done = match &result {
+                    Ok(applied) => applied,
+                    Err(e) => &e.done,
+                };
+                self.remember_writes(done);
+                match result {
+                    Ok(applied) => (plan, digest, true, applied),
+                    Err(e) => {
+                        let mut keys: BTreeSet<ObjectKey> = inventory.iter().cloned().collect();
+                        keys.extend(e.done.written.iter().map(|(k, _, _)| k.clone()));
+                        for k in e.done.pruned.iter().chain(&e.done.released) {
+                            keys.remove(k);
+                        }
+                        self.status.set_inventory(&keys);
+                        return Err(SyncError::ApplyFailed {
+                            revision: loaded.revision.clone(),
+                            source: e,
+                        });
+                    }
+                }
+            }
+        };
 
-        // 7. report success
+        // 6. report success
         self.report_synced(Pass {
             revision: &loaded.revision,
             plan: &plan,
             applied: &applied,
-            did_apply: do_apply,
+            did_apply,
             digest,
             generation,
             now,
         })
         .await;
         Ok((Outcome::Synced, Some("success")))
+    }
+
+    /// Tell the drift watches which resource versions are the agent's own
+    /// writes, so their events do not count as drift. The apply returns what
+    /// it wrote; only the loop hands it on.
+    fn remember_writes(&self, applied: &Applied) {
+        if let Ok(mut t) = self.tracked.lock() {
+            for (key, _, rv) in &applied.written {
+                if let Some(rv) = rv {
+                    t.own_writes.insert(key.clone(), rv.clone());
+                }
+            }
+        }
     }
 
     async fn report_suspended(&mut self, plan: &Plan, generation: Option<i64>, now: Timestamp) {
@@ -534,20 +488,20 @@ impl Agent {
         }
     }
 
-    async fn report_failure(&mut self, failure: &Failure) {
+    async fn report_failure(&mut self, error: &SyncError) {
         if self.cfg.dry_run {
-            eprintln!("error: {}", failure.message);
+            eprintln!("error: {error}");
             return;
         }
-        if !self.initialized || !failure.report {
+        if !self.initialized || !error.report() {
             // Without the last run's status, writing one would drop its
             // inventory; and a failing API server cannot take the write.
             return;
         }
         self.status.set_phase(
             Phase::Failed,
-            failure.reason,
-            &failure.message,
+            error.reason(),
+            &error.to_string(),
             self.status
                 .conditions
                 .first()
@@ -563,16 +517,6 @@ impl Agent {
             Ok(false) => {}
             Err(e) => warn!(error = %cluster::describe(&e), "status not written"),
         }
-    }
-}
-
-fn api_failure(e: &kube::Error, doing: &str) -> Failure {
-    Failure {
-        reason: "ApiError",
-        result: "error",
-        message: format!("{doing}: {}", cluster::describe(e)),
-        retry_soon: cluster::is_transient(e),
-        report: !cluster::is_transient(e),
     }
 }
 
@@ -655,32 +599,45 @@ fn log_config(cfg: &Config, clients: &Clients) {
     );
 }
 
-/// Delay before retrying a failed reconcile: 1 s doubling, at most the
-/// resync period (and at most a minute).
+/// The longest wait a server's `Retry-After` can impose on the loop.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// Delay before retrying a failed reconcile: 1 s doubling with jitter, at
+/// most the resync period (and at most a minute), and never sooner than
+/// the server's `Retry-After`.
 #[derive(Debug)]
 struct RetryDelay {
-    next: Duration,
-    max: Duration,
+    builder: ExponentialBuilder,
+    delays: ExponentialBackoff,
 }
 
 impl RetryDelay {
     fn new(resync: Duration) -> Self {
+        let max = resync
+            .min(Duration::from_secs(60))
+            .max(Duration::from_millis(100));
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1).min(max))
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
         Self {
-            next: Duration::from_secs(1),
-            max: resync
-                .min(Duration::from_secs(60))
-                .max(Duration::from_millis(100)),
+            delays: builder.build(),
+            builder,
         }
     }
 
-    fn take(&mut self) -> Duration {
-        let d = self.next.min(self.max);
-        self.next = (self.next * 2).min(self.max);
-        d
+    fn take(&mut self, retry_after: Option<Duration>) -> Duration {
+        let next = self.delays.next().unwrap_or(Duration::from_secs(1));
+        match retry_after {
+            Some(asked) => asked.min(MAX_RETRY_AFTER).max(next),
+            None => next,
+        }
     }
 
     fn reset(&mut self) {
-        self.next = Duration::from_secs(1);
+        self.delays = self.builder.build();
     }
 }
 
@@ -800,8 +757,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<bool> {
     loop {
         let outcome = agent.reconcile(wake).await;
         let next_retry = match outcome {
-            Outcome::Failed { retry_soon: true } => {
-                let delay = retry.take();
+            Outcome::Failed {
+                retry_soon: true,
+                retry_after,
+            } => {
+                let delay = retry.take(retry_after);
                 debug!(?delay, "retrying after a transient failure");
                 Some(Instant::now() + delay)
             }
@@ -864,12 +824,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_delay_doubles_up_to_the_resync_period() {
+    fn retry_delay_doubles_with_jitter_up_to_the_resync_period() {
         let mut r = RetryDelay::new(Duration::from_secs(5));
-        let delays: Vec<_> = (0..5).map(|_| r.take().as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 5, 5]);
+        let delays: Vec<_> = (0..6).map(|_| r.take(None).as_secs_f64()).collect();
+        // backon's jitter adds up to one more delay to each
+        for (d, base) in delays.iter().zip([1.0, 2.0, 4.0, 5.0, 5.0, 5.0]) {
+            assert!(*d >= base && *d <= base * 2.0, "{delays:?}");
+        }
         r.reset();
-        assert_eq!(r.take().as_secs(), 1);
+        assert!(r.take(None) < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn retry_delay_honours_retry_after() {
+        let mut r = RetryDelay::new(Duration::from_secs(5));
+        assert_eq!(
+            r.take(Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        // a short Retry-After does not shorten the backoff
+        assert!(r.take(Some(Duration::from_millis(10))) >= Duration::from_secs(2));
+        // an absurd one is bounded
+        assert_eq!(r.take(Some(Duration::from_secs(86_400))), MAX_RETRY_AFTER);
     }
 
     #[test]
@@ -877,6 +853,12 @@ mod tests {
         assert!(Outcome::Synced.is_success());
         assert!(Outcome::Suspended.is_success());
         assert!(!Outcome::Waiting.is_success());
-        assert!(!Outcome::Failed { retry_soon: true }.is_success());
+        assert!(
+            !Outcome::Failed {
+                retry_soon: true,
+                retry_after: None
+            }
+            .is_success()
+        );
     }
 }

@@ -23,7 +23,7 @@ use kube::{
 use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::{debug, info, warn};
 
-use crate::{cluster, watch::SharedTracked};
+use crate::cluster;
 
 /// What was written.
 #[derive(Debug, Default, Clone)]
@@ -138,6 +138,17 @@ impl ApplyError {
     pub fn is_transient(&self) -> bool {
         self.failures.iter().all(|f| f.error.is_transient())
     }
+
+    /// The longest wait the server asked for in any failure (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.failures
+            .iter()
+            .filter_map(|f| match &f.error {
+                Cause::Api(e) => cluster::retry_after(e),
+                Cause::Panicked(_) => None,
+            })
+            .max()
+    }
 }
 
 /// Writes plans into one namespace.
@@ -149,9 +160,6 @@ pub struct Applier {
     pub concurrency: usize,
     /// Set on SIGTERM: finish what is in flight, retry nothing more.
     pub stopping: Arc<AtomicBool>,
-    /// Where each write's resource version is recorded as it lands, so the
-    /// drift watches can tell the agent's own echo from someone's edit.
-    pub tracked: Option<SharedTracked>,
 }
 
 impl fmt::Debug for Applier {
@@ -209,7 +217,6 @@ impl Applier {
                     });
                 let permits = permits.clone();
                 let stopping = self.stopping.clone();
-                let tracked = self.tracked.clone();
                 let task_key = (key.clone(), action);
                 let handle = tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
@@ -225,19 +232,9 @@ impl Applier {
                             Err(e) => return (key, action, Err(e)),
                         }
                     }
+                    let apply = Patch::Apply(&object);
                     let result = cluster::call(
-                        || async {
-                            let written = api
-                                .patch(&key.name, &params, &Patch::Apply(&object))
-                                .await?;
-                            if let (Some(tracked), Some(rv)) =
-                                (&tracked, &written.metadata.resource_version)
-                                && let Ok(mut t) = tracked.lock()
-                            {
-                                t.own_writes.insert(key.clone(), rv.clone());
-                            }
-                            Ok(written)
-                        },
+                        || api.patch(&key.name, &params, &apply),
                         Some(&stopping),
                     )
                     .await;

@@ -94,9 +94,13 @@ pub fn user_agent(namespace: &str, identity: &str) -> String {
 }
 
 pub use gitops_kube::{
-    errors::{describe, is_timeout, is_transient, retry_now, status_code},
+    errors::{describe, is_timeout, is_transient, retry_after, retry_now, status_code},
     resources::{api_resource, gitopssync_resource},
 };
+
+/// The longest `Retry-After` waited out inside one call; a server that
+/// asks for longer is left alone, and the loop retries after that wait.
+const MAX_INNER_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// An attempt that failed after this long is not retried at once: the
 /// server already spent that long trying (its storage is gone, say).
@@ -104,7 +108,8 @@ const SLOW_FAILURE: Duration = Duration::from_secs(5);
 
 /// Run one API call with [`backoff`]: retried at once while it fails fast
 /// with a transient error ([`retry_now`]); not when an attempt was slow to
-/// fail, nor once `stopping` is set (SIGTERM).
+/// fail, nor once `stopping` is set (SIGTERM). A `Retry-After` from the
+/// server stretches the wait ([`MAX_INNER_RETRY_AFTER`] at most).
 pub async fn call<T, F, Fut>(mut f: F, stopping: Option<&AtomicBool>) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
@@ -130,6 +135,14 @@ where
             retry_now(e)
                 && !slow.load(Ordering::SeqCst)
                 && !stopping.is_some_and(|s| s.load(Ordering::SeqCst))
+        })
+        .adjust(|e, next| {
+            let next = next?;
+            match retry_after(e) {
+                Some(asked) if asked > MAX_INNER_RETRY_AFTER => None,
+                Some(asked) => Some(asked.max(next)),
+                None => Some(next),
+            }
         })
         .notify(
             |e, after| tracing::debug!(error = %describe(e), ?after, "API call failed; retrying"),

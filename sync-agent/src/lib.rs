@@ -3,16 +3,20 @@
 //!
 //! A pipeline, one module per stage: [`watch`] (what wakes the loop),
 //! [`load`] (one consistent revision), [`plan`] (desired against live, with
-//! the shared core), [`apply`] (server-side apply, prune), [`report`]
+//! the shared core), [`decide`] (what to do, without the cluster), [`apply`]
+//! (server-side apply, prune: it returns what it wrote), [`report`]
 //! (`GitOpsSync` status and metrics), [`server`] (`/metrics`, `/healthz`,
-//! `/readyz`); [`agent`] runs them in a loop, [`lease`] elects the one
-//! writer among replicas, and [`config`] holds the flags.
+//! `/readyz`); [`agent`] runs them in a loop, [`error`] names every way a
+//! pass fails, [`lease`] elects the one writer among replicas, and
+//! [`config`] holds the flags.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod decide;
+pub mod error;
 pub mod lease;
 pub mod load;
 pub mod plan;

@@ -134,7 +134,7 @@ pub fn respond(head: &str, health: &Health) -> Response {
     }
     let mut response = match path {
         "/metrics" => Response {
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            content_type: crate::report::metrics::CONTENT_TYPE,
             ..Response::text(200, "OK", &health.metrics.render())
         },
         "/healthz" | "/livez" => Response::text(200, "OK", "ok\n"),
@@ -173,7 +173,7 @@ mod tests {
         );
         let m = respond("GET /metrics HTTP/1.1\r\n\r\n", &h);
         assert_eq!(m.status, 200);
-        assert!(m.content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(m.content_type.starts_with("application/openmetrics-text"));
         assert!(m.body.contains("gitops_sync_total"));
         assert_eq!(respond("GET /nope HTTP/1.1\r\n\r\n", &h).status, 404);
         assert_eq!(respond("POST /metrics HTTP/1.1\r\n\r\n", &h).status, 405);

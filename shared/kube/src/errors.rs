@@ -46,6 +46,21 @@ pub fn status_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
+/// How long the server asked the client to wait before trying again: the
+/// `retryAfterSeconds` of its `Status` (429 from API priority and fairness,
+/// a 5xx `ServerTimeout`), the body's form of the `Retry-After` header.
+pub fn retry_after(error: &kube::Error) -> Option<std::time::Duration> {
+    match error {
+        kube::Error::Api(status) => status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+        _ => None,
+    }
+}
+
 /// Whether the server answered with `code`.
 pub fn is_status(error: &kube::Error, code: u16) -> bool {
     status_code(error) == Some(code)
@@ -91,6 +106,25 @@ mod tests {
         assert_eq!(status_code(&api_error(422)), Some(422));
         assert!(is_status(&api_error(404), 404));
         assert_eq!(describe(&api_error(422)), "x (422)");
+        assert_eq!(retry_after(&api_error(429)), None);
+    }
+
+    #[test]
+    fn retry_after_comes_from_the_status_details() {
+        let mut status = Status {
+            code: 429,
+            ..Status::failure("slow down", "TooManyRequests")
+        };
+        status.details = Some(kube::core::response::StatusDetails {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            uid: String::new(),
+            causes: Vec::new(),
+            retry_after_seconds: 3,
+        });
+        let e = kube::Error::Api(status.boxed());
+        assert_eq!(retry_after(&e), Some(std::time::Duration::from_secs(3)));
     }
 
     #[test]

@@ -1,7 +1,16 @@
-//! Prometheus metrics of DESIGN.md, rendered by hand in the text exposition
-//! format (no client library needed for six series).
+//! Prometheus metrics of DESIGN.md, kept and encoded by prometheus-client
+//! (the OpenMetrics text format that Prometheus scrapes).
 
-use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
+use std::{fmt, sync::atomic::AtomicU64, time::Duration};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the sync duration histogram, in seconds.
 const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -21,24 +30,43 @@ pub const RESULTS: &[&str] = &[
 /// Every `state` label value of `gitops_objects`.
 pub const STATES: &[&str] = &["managed", "create", "update", "unchanged", "prune"];
 
-#[derive(Debug, Default)]
-struct State {
-    sync_total: BTreeMap<String, u64>,
-    bucket_counts: Vec<u64>,
-    duration_sum: f64,
-    duration_count: u64,
-    objects: BTreeMap<String, u64>,
-    drifted: u64,
-    last_sync: Option<f64>,
-    revision: Option<String>,
-    /// `(watch, kind)` -> errors of the API watches.
-    watch_errors: BTreeMap<(String, String), u64>,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabel {
+    revision: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabel {
+    watch: String,
+    kind: String,
 }
 
 /// The agent's metrics; shared between the loop and the HTTP server.
-#[derive(Debug)]
 pub struct Metrics {
-    state: Mutex<State>,
+    registry: Registry,
+    syncs: Family<ResultLabel, Counter>,
+    duration: Histogram,
+    objects: Family<StateLabel, Gauge>,
+    drifted: Gauge,
+    last_sync: Gauge<f64, AtomicU64>,
+    revision: Family<RevisionLabel, Gauge>,
+    watch_errors: Family<WatchLabel, Counter>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -49,159 +77,119 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let state = State {
-            sync_total: RESULTS.iter().map(|r| (r.to_string(), 0)).collect(),
-            bucket_counts: vec![0; BUCKETS.len()],
-            objects: STATES.iter().map(|s| (s.to_string(), 0)).collect(),
-            ..State::default()
-        };
-        Self {
-            state: Mutex::new(state),
+        let syncs = Family::<ResultLabel, Counter>::default();
+        for result in RESULTS {
+            let _ = syncs.get_or_create(&ResultLabel {
+                result: result.to_string(),
+            });
         }
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        // A panic while holding the lock leaves plain numbers behind: keep going.
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        let objects = Family::<StateLabel, Gauge>::default();
+        for state in STATES {
+            let _ = objects.get_or_create(&StateLabel {
+                state: state.to_string(),
+            });
+        }
+        let m = Self {
+            registry: Registry::default(),
+            syncs,
+            duration: Histogram::new(BUCKETS.iter().copied()),
+            objects,
+            drifted: Gauge::default(),
+            last_sync: Gauge::default(),
+            revision: Family::default(),
+            watch_errors: Family::default(),
+        };
+        let mut registry = Registry::default();
+        registry.register(
+            "gitops_watch_errors",
+            "Errors of the API watches (drift, per kind; control, the GitOpsSync); while they fail, drift and suspend are seen on the resync tick only",
+            m.watch_errors.clone(),
+        );
+        registry.register("gitops_sync", "Reconciles, by result", m.syncs.clone());
+        registry.register(
+            "gitops_sync_duration_seconds",
+            "How long a reconcile (load, plan, apply, report) took",
+            m.duration.clone(),
+        );
+        registry.register(
+            "gitops_objects",
+            "Objects by state as of the last plan: managed (the inventory), create, update, unchanged, prune",
+            m.objects.clone(),
+        );
+        registry.register(
+            "gitops_drifted_objects",
+            "Objects that differ from Git and were not healed",
+            m.drifted.clone(),
+        );
+        registry.register(
+            "gitops_last_sync_timestamp_seconds",
+            "Unix time of the last successful reconcile: Git applied, or drift reported (0 before the first)",
+            m.last_sync.clone(),
+        );
+        registry.register(
+            "gitops_revision_info",
+            "The git revision that is fully applied (value 1)",
+            m.revision.clone(),
+        );
+        Self { registry, ..m }
     }
 
     /// One reconcile ended with `result` after `duration`.
     pub fn observe_sync(&self, result: &str, duration: Duration) {
-        let secs = duration.as_secs_f64();
-        self.with(|s| {
-            *s.sync_total.entry(result.to_string()).or_default() += 1;
-            for (count, bound) in s.bucket_counts.iter_mut().zip(BUCKETS) {
-                if secs <= *bound {
-                    *count += 1;
-                }
-            }
-            s.duration_sum += secs;
-            s.duration_count += 1;
-        });
+        self.syncs
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+        self.duration.observe(duration.as_secs_f64());
     }
 
     /// Objects by state as of the last plan (and `managed`, the inventory).
     pub fn set_objects(&self, counts: &[(&str, usize)]) {
-        self.with(|s| {
-            for (state, n) in counts {
-                s.objects.insert(state.to_string(), *n as u64);
-            }
-        });
+        for (state, n) in counts {
+            self.objects
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
     }
 
     /// One error of an API watch (`drift` on a kind, or `control` on the
     /// agent's own GitOpsSync).
     pub fn observe_watch_error(&self, watch: &str, kind: &str) {
-        self.with(|s| {
-            *s.watch_errors
-                .entry((watch.to_string(), kind.to_string()))
-                .or_default() += 1;
-        });
+        self.watch_errors
+            .get_or_create(&WatchLabel {
+                watch: watch.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     pub fn set_drifted(&self, n: usize) {
-        self.with(|s| s.drifted = n as u64);
+        self.drifted.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The last successful sync: its time (Unix seconds) and revision.
     pub fn set_synced(&self, unix_seconds: f64, revision: &str) {
-        self.with(|s| {
-            s.last_sync = Some(unix_seconds);
-            s.revision = Some(revision.to_string());
-        });
+        self.last_sync.set(unix_seconds);
+        let label = RevisionLabel {
+            revision: revision.to_string(),
+        };
+        if self.revision.get(&label).is_none() {
+            // One series: the revision applied now.
+            self.revision.clear();
+            self.revision.get_or_create(&label).set(1);
+        }
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        self.with(|s| {
-            let mut out = String::new();
-            header(
-                &mut out,
-                "gitops_watch_errors_total",
-                "counter",
-                "Errors of the API watches (drift, per kind; control, the GitOpsSync); while they fail, drift and suspend are seen on the resync tick only.",
-            );
-            for ((watch, kind), n) in &s.watch_errors {
-                let _ = writeln!(
-                    out,
-                    "gitops_watch_errors_total{{watch=\"{}\",kind=\"{}\"}} {n}",
-                    escape(watch),
-                    escape(kind)
-                );
-            }
-            header(&mut out, "gitops_sync_total", "counter", "Reconciles, by result.");
-            for (result, n) in &s.sync_total {
-                let _ = writeln!(out, "gitops_sync_total{{result=\"{}\"}} {n}", escape(result));
-            }
-            header(
-                &mut out,
-                "gitops_sync_duration_seconds",
-                "histogram",
-                "How long a reconcile (load, plan, apply, report) took.",
-            );
-            for (bound, n) in BUCKETS.iter().zip(&s.bucket_counts) {
-                let _ = writeln!(out, "gitops_sync_duration_seconds_bucket{{le=\"{bound}\"}} {n}");
-            }
-            let _ = writeln!(
-                out,
-                "gitops_sync_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-                s.duration_count
-            );
-            let _ = writeln!(out, "gitops_sync_duration_seconds_sum {}", s.duration_sum);
-            let _ = writeln!(out, "gitops_sync_duration_seconds_count {}", s.duration_count);
-            header(
-                &mut out,
-                "gitops_objects",
-                "gauge",
-                "Objects by state as of the last plan: managed (the inventory), create, update, unchanged, prune.",
-            );
-            for (state, n) in &s.objects {
-                let _ = writeln!(out, "gitops_objects{{state=\"{}\"}} {n}", escape(state));
-            }
-            header(
-                &mut out,
-                "gitops_drifted_objects",
-                "gauge",
-                "Objects that differ from Git and were not healed.",
-            );
-            let _ = writeln!(out, "gitops_drifted_objects {}", s.drifted);
-            header(
-                &mut out,
-                "gitops_last_sync_timestamp_seconds",
-                "gauge",
-                "Unix time of the last successful reconcile: Git applied, or drift reported (0 before the first).",
-            );
-            let _ = writeln!(
-                out,
-                "gitops_last_sync_timestamp_seconds {}",
-                s.last_sync.unwrap_or(0.0)
-            );
-            header(
-                &mut out,
-                "gitops_revision_info",
-                "gauge",
-                "The git revision that is fully applied (value 1).",
-            );
-            if let Some(rev) = &s.revision {
-                let _ = writeln!(out, "gitops_revision_info{{revision=\"{}\"}} 1", escape(rev));
-            }
-            out
-        })
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Label values escape backslash, double quote and newline.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -215,17 +203,19 @@ mod tests {
         m.observe_sync("invalid", Duration::from_secs(200));
         m.set_objects(&[("managed", 5), ("unchanged", 4), ("update", 1)]);
         m.set_drifted(2);
+        m.set_synced(1_800_000_000.5, "old");
         m.set_synced(1_800_000_000.5, "abc\"def");
+        m.observe_watch_error("drift", "VirtualService");
         let text = m.render();
         for needle in [
-            "# TYPE gitops_sync_total counter\n",
+            "# TYPE gitops_sync counter\n",
             "gitops_sync_total{result=\"success\"} 1\n",
             "gitops_sync_total{result=\"invalid\"} 1\n",
             "gitops_sync_total{result=\"apply_failed\"} 0\n",
             "# TYPE gitops_sync_duration_seconds histogram\n",
             "gitops_sync_duration_seconds_bucket{le=\"0.25\"} 0\n",
             "gitops_sync_duration_seconds_bucket{le=\"0.5\"} 1\n",
-            "gitops_sync_duration_seconds_bucket{le=\"120\"} 1\n",
+            "gitops_sync_duration_seconds_bucket{le=\"120.0\"} 1\n",
             "gitops_sync_duration_seconds_bucket{le=\"+Inf\"} 2\n",
             "gitops_sync_duration_seconds_sum 200.3\n",
             "gitops_sync_duration_seconds_count 2\n",
@@ -234,9 +224,15 @@ mod tests {
             "gitops_drifted_objects 2\n",
             "gitops_last_sync_timestamp_seconds 1800000000.5\n",
             "gitops_revision_info{revision=\"abc\\\"def\"} 1\n",
+            "gitops_watch_errors_total{watch=\"drift\",kind=\"VirtualService\"} 1\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+        assert!(
+            !text.contains("revision=\"old\""),
+            "one revision series\n{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
         // every line is a comment or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ').unwrap();
@@ -248,8 +244,13 @@ mod tests {
     #[test]
     fn before_the_first_sync_there_is_no_revision_series() {
         let text = Metrics::new().render();
-        assert!(text.contains("gitops_last_sync_timestamp_seconds 0\n"));
+        assert!(
+            text.contains("gitops_last_sync_timestamp_seconds 0"),
+            "{text}"
+        );
         assert!(!text.contains("gitops_revision_info{"));
-        assert!(text.contains("# TYPE gitops_revision_info gauge"));
+        let m = Metrics::new();
+        m.set_synced(1.0, "abc");
+        assert!(m.render().contains("# TYPE gitops_revision_info gauge"));
     }
 }
