@@ -232,7 +232,7 @@ impl Agent {
             .reporter
             .read()
             .await
-            .map_err(|e| SyncError::api("reading the GitOpsSync", e))?;
+            .map_err(|e| SyncError::gitopssync("reading the GitOpsSync", e))?;
         decide::check_control(&control, &self.cfg.name)?;
         if !self.initialized {
             self.status = control.status.clone();
@@ -250,7 +250,7 @@ impl Agent {
                 .reporter
                 .ensure()
                 .await
-                .map_err(|e| SyncError::api("creating the GitOpsSync", e))?;
+                .map_err(|e| SyncError::gitopssync("creating the GitOpsSync", e))?;
             self.reporter.forget();
         }
         self.status.observed_revision = loaded.revision.clone();

@@ -52,7 +52,17 @@ pub enum SyncError {
 
 impl SyncError {
     pub fn api(doing: &'static str, source: kube::Error) -> Self {
-        let hint = if doing.contains("GitOpsSync") && cluster::status_code(&source) == Some(404) {
+        SyncError::Api {
+            doing,
+            source,
+            hint: "",
+        }
+    }
+
+    /// A failed request on the agent's own `GitOpsSync`: a 404 there means
+    /// the CRD is missing, and the message says so.
+    pub fn gitopssync(doing: &'static str, source: kube::Error) -> Self {
+        let hint = if cluster::status_code(&source) == Some(404) {
             "; is the GitOpsSync CRD installed? (manifests/crds/gitopssync.yaml)"
         } else {
             ""
@@ -181,7 +191,7 @@ mod tests {
         assert!(!forbidden.retry_soon() && forbidden.report());
         assert_eq!(forbidden.retry_after(), None);
 
-        let missing = SyncError::api("creating the GitOpsSync", api_error(404, 0));
+        let missing = SyncError::gitopssync("creating the GitOpsSync", api_error(404, 0));
         assert!(
             missing
                 .to_string()
