@@ -3,10 +3,15 @@
 //! kubectl does), reads of Istio objects and `GitOpsSync`s, and the one write
 //! the plugin makes, `spec.suspend`.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use gitops_kube::{errors::is_status, resources::gitopssync_resource};
+use gitops_kube::{
+    errors::is_status,
+    gitopssync::GitOpsSync,
+    live::Live,
+    resources::{Served, gitopssync_resource},
+};
 use gitops_shared::IstioKind;
 use kube::{
     Client, Config,
@@ -14,6 +19,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 use crate::cli::Global;
 
@@ -68,6 +74,8 @@ pub struct Cluster {
     client: Client,
     /// What the connection is to, for messages.
     pub server: String,
+    /// The versions the server serves, read from its discovery once.
+    served: Arc<OnceCell<Served>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -78,8 +86,17 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn api_resource(kind: &IstioKind) -> ApiResource {
-    gitops_kube::resources::api_resource(kind, kind.preferred)
+/// A `GitOpsSync` read part by part ([`GitOpsSync::read`]); unreadable is an error.
+fn readable(object: DynamicObject) -> Result<GitOpsSync> {
+    let read = GitOpsSync::read(object);
+    match read.unreadable {
+        None => Ok(read.sync),
+        Some(why) => bail!(
+            "GitOpsSync {} in {} does not parse ({why}): was it written by another version of the agent?",
+            read.sync.metadata.name.as_deref().unwrap_or_default(),
+            read.sync.metadata.namespace.as_deref().unwrap_or_default(),
+        ),
+    }
 }
 
 /// A dynamic object as JSON, with `apiVersion` and `kind` always set.
@@ -117,7 +134,31 @@ impl Cluster {
         };
         let server = config.cluster_url.to_string();
         let client = Client::try_from(config).context("creating the Kubernetes client")?;
-        Ok(Self { client, server })
+        Ok(Self {
+            client,
+            server,
+            served: Arc::default(),
+        })
+    }
+
+    /// What the server serves of the Istio kinds (its discovery, read once).
+    async fn served(&self) -> Result<&Served> {
+        self.served
+            .get_or_try_init(|| async {
+                Served::discover(&self.client)
+                    .await
+                    .map_err(self.context("reading the API server's discovery".into()))
+            })
+            .await
+    }
+
+    /// The live objects the plan of `namespace` is made against, listed as
+    /// the agent lists them ([`gitops_kube::live::list`]).
+    pub async fn live(&self, namespace: &str, in_use: &[&'static IstioKind]) -> Result<Live> {
+        let served = self.served().await?;
+        gitops_kube::live::list(&self.client, namespace, in_use, served)
+            .await
+            .map_err(self.context(format!("listing the live objects in {namespace}")))
     }
 
     fn context(&self, what: String) -> impl FnOnce(kube::Error) -> anyhow::Error + '_ {
@@ -131,7 +172,7 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>> {
-        let resource = api_resource(kind);
+        let resource = self.served().await?.resource(kind);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
         match api.get_opt(name).await {
@@ -153,7 +194,7 @@ impl Cluster {
         namespace: &str,
         selector: Option<&str>,
     ) -> Result<Option<Vec<Value>>> {
-        let resource = api_resource(kind);
+        let resource = self.served().await?.resource(kind);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
         let mut params = ListParams::default();
@@ -179,13 +220,14 @@ impl Cluster {
     }
 
     /// The namespace's `GitOpsSync` named `name`, `None` when absent (or the
-    /// CRD is not installed).
-    pub async fn gitopssync(&self, namespace: &str, name: &str) -> Result<Option<Value>> {
+    /// CRD is not installed). A spec or status that does not parse is an
+    /// error naming the object, never an empty status.
+    pub async fn gitopssync(&self, namespace: &str, name: &str) -> Result<Option<GitOpsSync>> {
         let resource = gitopssync_resource();
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
         match api.get_opt(name).await {
-            Ok(o) => o.map(|o| to_value(o, &resource)).transpose(),
+            Ok(o) => o.map(readable).transpose(),
             Err(e) if is_status(&e, 404) => Ok(None),
             Err(e) => Err(self
                 .context(format!("reading GitOpsSync {name} in {namespace}"))(
@@ -195,15 +237,11 @@ impl Cluster {
     }
 
     /// Every `GitOpsSync` in the cluster (the fleet).
-    pub async fn all_gitopssyncs(&self) -> Result<Vec<Value>> {
+    pub async fn all_gitopssyncs(&self) -> Result<Vec<GitOpsSync>> {
         let resource = gitopssync_resource();
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
         match api.list(&ListParams::default()).await {
-            Ok(list) => list
-                .items
-                .into_iter()
-                .map(|o| to_value(o, &resource))
-                .collect(),
+            Ok(list) => list.items.into_iter().map(readable).collect(),
             Err(e) if is_status(&e, 404) => bail!(
                 "the cluster has no GitOpsSync resource (CRD gitopssyncs.kubectl-gitops.io): is the sync agent installed?"
             ),

@@ -245,3 +245,100 @@ fn diff_and_the_agent_agree_about_drift() {
     );
     team.kg().arg("status").expect(1);
 }
+
+/// Stop serving networking `v1` of `plurals`' CRDs, as Istio before 1.22
+/// ships them (v1beta1 and v1alpha3 only), and wait until discovery says so.
+fn stop_serving_networking_v1(cluster: &TestCluster, plurals: &[&str]) {
+    for plural in plurals {
+        let crd = format!("{plural}.networking.istio.io");
+        let out = cluster
+            .kubectl()
+            .args(["get", "crd", &crd, "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let def: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let index = def["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|v| v["name"] == "v1")
+            .expect("the CRD has v1");
+        let patch =
+            format!(r#"[{{"op":"replace","path":"/spec/versions/{index}/served","value":false}}]"#);
+        let out = cluster
+            .kubectl()
+            .args(["patch", "crd", &crd, "--type=json", "-p", &patch])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = cluster
+            .kubectl()
+            .args(["get", "--raw", "/apis/networking.istio.io/v1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !plurals
+            .iter()
+            .any(|p| text.contains(&format!("\"name\":\"{p}\"")))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "v1 still served: {text}");
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// A mesh whose CRDs do not serve networking `v1` (Istio before 1.22): the
+/// agent and `diff` read the served versions from discovery and speak
+/// v1beta1, though the manifests in Git say v1.
+#[test]
+fn a_mesh_that_does_not_serve_networking_v1_is_synced_in_v1beta1() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    stop_serving_networking_v1(&cluster, &["destinationrules", "virtualservices"]);
+    let dir = Dir::new();
+    dir.init();
+    let team = Team::with(cluster, dir, &[]);
+    let file = team.dir.tmp("dr.yaml");
+    std::fs::write(&file, DR_WITH_POOL).unwrap();
+    team.kg().arg("stage").arg(&file).ok();
+    team.dir.kg().args(["commit", "-m", "reviews"]).ok();
+    team.wait_synced();
+    let live = team.live("destinationrules.v1beta1.networking.istio.io", "reviews");
+    assert_eq!(live["apiVersion"], "networking.istio.io/v1beta1");
+    assert_eq!(
+        live["spec"]["trafficPolicy"]["connectionPool"]["tcp"]["maxConnections"],
+        100
+    );
+    team.kg().arg("diff").expect(0);
+    team.kg().arg("status").expect(0);
+    let events = team.cluster.audit().unwrap();
+    let agent: Vec<_> = events
+        .iter()
+        .filter(|e| e.user_agent.starts_with("sync-agent/"))
+        .filter(|e| e.request_uri.contains("/destinationrules"))
+        .collect();
+    assert!(
+        agent.iter().any(|e| e.verb == "patch"
+            && e.request_uri
+                .starts_with("/apis/networking.istio.io/v1beta1/")),
+        "the agent applied at v1beta1"
+    );
+    assert!(
+        !agent
+            .iter()
+            .any(|e| e.request_uri.starts_with("/apis/networking.istio.io/v1/")),
+        "nothing asked for the v1 that is not served"
+    );
+}

@@ -2,7 +2,6 @@
 //! at a time, for one namespace.
 
 use std::{
-    collections::BTreeSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,10 +11,8 @@ use std::{
 
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
-use gitops_shared::{
-    ObjectKey,
-    plan::{Action, Drift, Plan, kinds_in_use},
-};
+use gitops_kube::{live, resources::Served};
+use gitops_shared::plan::{Action, Plan, kinds_in_use};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::DynamicObject};
 use tokio::{net::TcpListener, time::Instant};
@@ -30,7 +27,10 @@ use crate::{
     lease::{Holder, Lease, Roles},
     load::{self, LoadFailure, Loaded},
     plan,
-    report::{Metrics, Phase, Reporter, SyncStatus, status::rfc3339},
+    report::{
+        Metrics, Reporter, SyncStatus,
+        next::{self, Pass},
+    },
     server::{self, Health},
     watch::{self, AbortOnDrop, DriftWatches, SharedTracked, Wake, Waker, Window},
 };
@@ -63,17 +63,6 @@ impl Outcome {
     }
 }
 
-/// One pass that got as far as applying, for the report.
-struct Pass<'a> {
-    revision: &'a str,
-    plan: &'a Plan,
-    applied: &'a Applied,
-    did_apply: bool,
-    digest: String,
-    generation: Option<i64>,
-    now: Timestamp,
-}
-
 /// One namespace's agent.
 #[derive(Debug)]
 pub struct Agent {
@@ -92,6 +81,9 @@ pub struct Agent {
     tracked: SharedTracked,
     drift_watches: Option<DriftWatches>,
     last_printed: Option<String>,
+    /// The versions the server serves, from its discovery; read again after
+    /// a failed pass (a CRD may have been upgraded).
+    served: Option<Served>,
     /// Whether this replica is the writer; `None`: no election (`--dry-run`
     /// writes nothing, `--once` checked the lease before it started).
     leader: Option<Roles>,
@@ -132,6 +124,7 @@ impl Agent {
             tracked,
             drift_watches: None,
             last_printed: None,
+            served: None,
             leader: None,
             cfg,
         }
@@ -169,6 +162,7 @@ impl Agent {
                 outcome
             }
             Err(error) => {
+                self.served = None;
                 self.metrics
                     .observe_sync(error.metric_label(), started.elapsed());
                 let _enter = span.enter();
@@ -258,11 +252,21 @@ impl Agent {
         // 3. a broken revision is refused whole
         let desired = decide::admit(&loaded)?;
 
-        // 4. the live objects of the kinds in use
+        // 4. the live objects of the kinds in use, at the versions served
+        let served = match &self.served {
+            Some(served) => served.clone(),
+            None => {
+                let served = Served::discover(&self.clients.requests)
+                    .await
+                    .map_err(|e| SyncError::api("reading the API server's discovery", e))?;
+                self.served = Some(served.clone());
+                served
+            }
+        };
         let inventory = self.status.inventory_keys();
         let kinds = kinds_in_use(desired, &inventory);
         if let Some(watches) = &mut self.drift_watches {
-            watches.set_kinds(&kinds);
+            watches.set_kinds(&kinds, &served);
         }
         if let Ok(mut t) = self.tracked.lock() {
             t.keys = desired
@@ -272,9 +276,20 @@ impl Agent {
                 .chain(inventory.iter().cloned())
                 .collect();
         }
-        let live = plan::live_objects(&self.clients.requests, &self.cfg.namespace, &kinds)
+        let live = live::list(&self.clients.requests, &self.cfg.namespace, &kinds, &served)
             .await
             .map_err(|e| SyncError::api("listing live objects", e))?;
+        if !live.unserved.is_empty() {
+            let kinds: Vec<String> = live
+                .unserved
+                .iter()
+                .map(|k| format!("{} ({})", k.kind, k.group))
+                .collect();
+            return Err(SyncError::KindsNotServed {
+                kinds: kinds.join(", "),
+            });
+        }
+        let live = live.objects;
 
         // 5. decide
         let decision = decide::decide(
@@ -315,22 +330,17 @@ impl Agent {
                 prune,
             } => {
                 if pending {
-                    self.status.set_phase(
-                        Phase::Progressing,
-                        "Progressing",
-                        &format!(
-                            "applying revision {}: {} to create, {} to update, {} to prune",
-                            loaded.revision,
-                            plan.count(Action::Create),
-                            plan.count(Action::Update),
-                            if prune { plan.prune.len() } else { 0 }
-                        ),
+                    self.status = next::progressing(
+                        &self.status,
+                        &loaded.revision,
+                        &plan,
+                        prune,
                         generation,
                         now,
                     );
                     self.write_status().await;
                 }
-                let result = self.applier.apply(&plan, prune).await;
+                let result = self.applier.apply(&plan, prune, &served).await;
                 let done = match &result {
                     Ok(applied) => applied,
                     Err(e) => &e.done,
@@ -339,11 +349,7 @@ impl Agent {
                 match result {
                     Ok(applied) => (plan, digest, true, applied),
                     Err(e) => {
-                        let mut keys: BTreeSet<ObjectKey> = inventory.iter().cloned().collect();
-                        keys.extend(e.done.written.iter().map(|(k, _, _)| k.clone()));
-                        for k in e.done.pruned.iter().chain(&e.done.released) {
-                            keys.remove(k);
-                        }
+                        let keys = next::apply_failed_inventory(&inventory, &e.done);
                         self.status.set_inventory(&keys);
                         return Err(SyncError::ApplyFailed {
                             revision: loaded.revision.clone(),
@@ -355,14 +361,15 @@ impl Agent {
         };
 
         // 6. report success
+        self.applied_digest = Some(digest);
         self.report_synced(Pass {
             revision: &loaded.revision,
             plan: &plan,
             applied: &applied,
             did_apply,
-            digest,
             generation,
             now,
+            self_heal: self.cfg.self_heal,
         })
         .await;
         Ok((Outcome::Synced, Some("success")))
@@ -382,101 +389,38 @@ impl Agent {
     }
 
     async fn report_suspended(&mut self, plan: &Plan, generation: Option<i64>, now: Timestamp) {
-        let changes = plan.apply.len() + if self.cfg.prune { plan.prune.len() } else { 0 };
-        self.status.set_drift(&plan.drift);
-        self.status.set_phase(
-            Phase::Suspended,
-            "Suspended",
-            &format!(
-                "suspended by spec.suspend: {changes} change(s) not applied, {} object(s) drifted",
-                plan.drift.len()
-            ),
-            generation,
-            now,
-        );
+        self.status = next::suspended(&self.status, plan, self.cfg.prune, generation, now);
         self.metrics.set_drifted(plan.drift.len());
         self.write_status().await;
         // Suspended on purpose is healthy: the pod must still become ready,
         // or a rollout with the brake on never completes.
         self.mark_ready();
-        info!(
-            changes,
-            drifted = plan.drift.len(),
-            "suspended; nothing applied"
-        );
+        info!(drifted = plan.drift.len(), "{}", self.status.message);
     }
 
     /// Status, metrics and readiness after a pass that wrote what it had to.
     async fn report_synced(&mut self, pass: Pass<'_>) {
-        let Pass {
-            revision,
-            plan,
-            applied,
-            did_apply,
-            digest,
-            generation,
-            now,
-        } = pass;
-        let handled: BTreeSet<&ObjectKey> = applied
-            .written
-            .iter()
-            .map(|(k, _, _)| k)
-            .chain(&applied.pruned)
-            .chain(&applied.released)
-            .collect();
-        let remaining: Vec<&Drift> = plan
-            .drift
-            .iter()
-            .filter(|d| !handled.contains(&d.key))
-            .collect();
-        let healed = plan.drift.len() - remaining.len();
-        // What the agent owns: the desired set, and what it may not prune.
-        let mut owned: BTreeSet<ObjectKey> = plan.desired.iter().cloned().collect();
-        owned.extend(
-            plan.prune
-                .iter()
-                .filter(|s| !applied.pruned.contains(&s.key) && !applied.released.contains(&s.key))
-                .map(|s| s.key.clone()),
-        );
-        self.status.set_inventory(&owned);
-        self.status.set_drift(remaining.iter().copied());
-        let new_revision = self.status.revision != revision;
-        self.status.revision = revision.to_string();
-        if did_apply || new_revision || self.status.synced_at.is_none() {
-            self.status.synced_at = Some(rfc3339(now));
-        }
-        self.applied_digest = Some(digest);
-        let (phase, mut message) = summary(plan, applied, &remaining, healed, revision, &self.cfg);
-        if !did_apply
-            && !new_revision
-            && phase == Phase::Synced
-            && self.status.phase == Phase::Synced
-        {
-            // Nothing happened: keep the summary of the last sync (and so
-            // write no status at all).
-            message = self.status.message.clone();
-        }
-        self.status
-            .set_phase(phase, phase.as_str(), &message, generation, now);
+        let synced = next::synced(&self.status, pass);
+        self.status = synced.status;
         self.write_status().await;
-
-        self.metrics.set_objects(&[("managed", owned.len())]);
-        self.metrics.set_drifted(remaining.len());
-        self.metrics.set_synced(unix_now(), revision);
+        self.metrics.set_objects(&[("managed", synced.owned)]);
+        self.metrics.set_drifted(synced.remaining);
+        self.metrics.set_synced(unix_now(), pass.revision);
         self.mark_ready();
-        if did_apply || new_revision || !remaining.is_empty() {
+        if synced.noteworthy {
             info!(
-                phase = %phase,
-                created = applied.count(Action::Create),
-                updated = applied.count(Action::Update),
-                pruned = applied.count(Action::Prune),
-                unchanged = plan.count(Action::Unchanged),
-                drifted = remaining.len(),
-                healed,
-                "{message}"
+                phase = %self.status.phase,
+                created = pass.applied.count(Action::Create),
+                updated = pass.applied.count(Action::Update),
+                pruned = pass.applied.count(Action::Prune),
+                unchanged = pass.plan.count(Action::Unchanged),
+                drifted = synced.remaining,
+                healed = synced.healed,
+                "{}",
+                self.status.message
             );
         } else {
-            debug!(unchanged = plan.count(Action::Unchanged), "in sync");
+            debug!(unchanged = pass.plan.count(Action::Unchanged), "in sync");
         }
     }
 
@@ -498,14 +442,10 @@ impl Agent {
             // inventory; and a failing API server cannot take the write.
             return;
         }
-        self.status.set_phase(
-            Phase::Failed,
+        self.status = next::failed(
+            &self.status,
             error.reason(),
             &error.to_string(),
-            self.status
-                .conditions
-                .first()
-                .and_then(|c| c.observed_generation),
             Timestamp::now(),
         );
         self.write_status().await;
@@ -518,49 +458,6 @@ impl Agent {
             Err(e) => warn!(error = %cluster::describe(&e), "status not written"),
         }
     }
-}
-
-fn summary(
-    plan: &Plan,
-    applied: &Applied,
-    remaining: &[&Drift],
-    healed: usize,
-    revision: &str,
-    cfg: &Config,
-) -> (Phase, String) {
-    let mut message = if applied.written.is_empty() && applied.pruned.is_empty() {
-        format!(
-            "revision {revision}: {} object(s) in sync",
-            plan.desired.len()
-        )
-    } else {
-        format!(
-            "revision {revision}: {} created, {} updated, {} pruned, {} unchanged",
-            applied.count(Action::Create),
-            applied.count(Action::Update),
-            applied.count(Action::Prune),
-            plan.count(Action::Unchanged)
-        )
-    };
-    if healed > 0 {
-        message.push_str(&format!("; healed {healed} drifted object(s)"));
-    }
-    if remaining.is_empty() {
-        return (Phase::Synced, message);
-    }
-    let why = if !cfg.self_heal {
-        "self-heal is off"
-    } else {
-        "pruning is off"
-    };
-    message.push_str(&format!(
-        "; {} object(s) drifted from Git ({why}):",
-        remaining.len()
-    ));
-    for d in remaining {
-        message.push_str(&format!("\n{}: {}", d.key, d.reason));
-    }
-    (Phase::Drifted, message)
 }
 
 fn unix_now() -> f64 {

@@ -23,6 +23,8 @@ use kube::{
 use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::{debug, info, warn};
 
+use gitops_kube::resources::Served;
+
 use crate::cluster;
 
 /// What was written.
@@ -174,7 +176,12 @@ impl fmt::Debug for Applier {
 
 impl Applier {
     /// Apply the plan's creates and updates, then (when `prune`) its prunes.
-    pub async fn apply(&self, plan: &Plan, prune: bool) -> Result<Applied, ApplyError> {
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        prune: bool,
+        served: &Served,
+    ) -> Result<Applied, ApplyError> {
         let mut done = Applied::default();
         let mut ranks: BTreeMap<u8, Vec<&Step>> = BTreeMap::new();
         for step in &plan.apply {
@@ -185,17 +192,18 @@ impl Applier {
             let mut keys = BTreeMap::new();
             let permits = Arc::new(Semaphore::new(self.concurrency));
             for step in steps {
-                let (Some(object), key, action) =
+                let (Some(mut object), key, action) =
                     (step.object.clone(), step.key.clone(), step.action)
                 else {
                     continue;
                 };
-                let (_, version) = split_api_version(object["apiVersion"].as_str().unwrap_or(""));
-                let version = if step.kind.serves(version) {
-                    version
-                } else {
-                    step.kind.preferred
-                };
+                // Sent at a version the server serves: Istio's versions of a
+                // kind share one schema, so only `apiVersion` changes.
+                let (_, given) = split_api_version(object["apiVersion"].as_str().unwrap_or(""));
+                let version = served.for_version(step.kind, given);
+                if given != version {
+                    object["apiVersion"] = format!("{}/{version}", step.kind.group).into();
+                }
                 let api: Api<DynamicObject> = Api::namespaced_with(
                     self.client.clone(),
                     &self.namespace,
@@ -273,13 +281,18 @@ impl Applier {
             }
         }
         if prune {
-            self.prune(plan, done).await
+            self.prune(plan, served, done).await
         } else {
             Ok(done)
         }
     }
 
-    async fn prune(&self, plan: &Plan, mut done: Applied) -> Result<Applied, ApplyError> {
+    async fn prune(
+        &self,
+        plan: &Plan,
+        served: &Served,
+        mut done: Applied,
+    ) -> Result<Applied, ApplyError> {
         // prune order: highest rank (VirtualService) first, one rank at a time
         let mut ranks: Vec<(u8, Vec<&Step>)> = Vec::new();
         for step in &plan.prune {
@@ -296,7 +309,7 @@ impl Applier {
                 let api: Api<DynamicObject> = Api::namespaced_with(
                     self.client.clone(),
                     &self.namespace,
-                    &cluster::api_resource(step.kind, step.kind.preferred),
+                    &served.resource(step.kind),
                 );
                 // Delete exactly the object the plan saw: if someone deleted
                 // and re-created it since, it is theirs now.

@@ -42,6 +42,13 @@ pub enum SyncError {
         /// What to check, appended to the message (may be empty).
         hint: &'static str,
     },
+    /// Kinds the revision or the inventory uses that the server does not
+    /// serve: their CRDs are missing. Nothing is planned without their
+    /// live objects.
+    #[error(
+        "the API server does not serve {kinds}: are Istio's CRDs installed? Nothing applied or pruned"
+    )]
+    KindsNotServed { kinds: String },
     /// The apply stopped part-way; what it wrote before is in the error.
     #[error("revision {revision} not applied:\n{source}")]
     ApplyFailed {
@@ -80,7 +87,8 @@ impl SyncError {
             SyncError::LoadPanicked(_)
             | SyncError::RepoUnreadable(_)
             | SyncError::RevisionUnstable(_)
-            | SyncError::Api { .. } => "error",
+            | SyncError::Api { .. }
+            | SyncError::KindsNotServed { .. } => "error",
             SyncError::StatusUnreadable { .. } => "status_unreadable",
             SyncError::InvalidRevision { .. } => "invalid",
             SyncError::PruneRefused { .. } => "refused",
@@ -97,6 +105,7 @@ impl SyncError {
             SyncError::InvalidRevision { .. } => "InvalidRevision",
             SyncError::PruneRefused { .. } => "PruneRefused",
             SyncError::Api { .. } => "ApiError",
+            SyncError::KindsNotServed { .. } => "KindNotServed",
             SyncError::ApplyFailed { .. } => "ApplyFailed",
         }
     }
@@ -110,7 +119,8 @@ impl SyncError {
             | SyncError::RevisionUnstable(_) => true,
             SyncError::StatusUnreadable { .. }
             | SyncError::InvalidRevision { .. }
-            | SyncError::PruneRefused { .. } => false,
+            | SyncError::PruneRefused { .. }
+            | SyncError::KindsNotServed { .. } => false,
             SyncError::Api { source, .. } => cluster::is_transient(source),
             SyncError::ApplyFailed { source, .. } => source.is_transient(),
         }

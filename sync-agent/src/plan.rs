@@ -1,5 +1,6 @@
-//! Desired against live, with the shared core: LIST the kinds in use (one
-//! request per kind), then `gitops_shared::plan::plan`.
+//! Desired against live, with the shared core: the live objects come from
+//! `gitops_kube::live::list` (the same listing as `kubectl gitops diff`),
+//! the plan from `gitops_shared::plan::plan`.
 
 use std::fmt::Write as _;
 
@@ -8,44 +9,7 @@ use gitops_shared::{
     hash::bytes_hash,
     plan::{self, Action, Plan, PlanOptions, PlanRefusal},
 };
-use kube::{
-    Api, Client,
-    api::{DynamicObject, ListParams},
-};
 use serde_json::Value;
-
-use crate::cluster;
-
-/// The live objects of `kinds` in `namespace`: one LIST per kind.
-///
-/// The LIST is not label-selected: the plan ignores objects that are neither
-/// owned nor desired, and seeing them all lets it tell "someone stripped our
-/// labels" (drift) from "deleted" and adopt a same-named object as an update.
-pub async fn live_objects(
-    client: &Client,
-    namespace: &str,
-    kinds: &[&'static IstioKind],
-) -> Result<Vec<Value>, kube::Error> {
-    let mut live = Vec::new();
-    for kind in kinds {
-        let ar = cluster::api_resource(kind, kind.preferred);
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
-        let params = ListParams::default();
-        let list = cluster::call(|| api.list(&params), None).await?;
-        for item in list.items {
-            let mut value = serde_json::to_value(&item).map_err(kube::Error::SerdeError)?;
-            // Items of a list may leave out their type; the plan keys on it.
-            if value.get("apiVersion").is_none_or(Value::is_null) {
-                value["apiVersion"] = Value::String(ar.api_version.clone());
-            }
-            if value.get("kind").is_none_or(Value::is_null) {
-                value["kind"] = Value::String(ar.kind.clone());
-            }
-            live.push(value);
-        }
-    }
-    Ok(live)
-}
 
 /// The plan for a desired set. Always planned with prune on: with
 /// `--no-prune` the loop leaves the prune steps undone, and still knows

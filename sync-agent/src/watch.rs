@@ -16,6 +16,7 @@ use std::{
 };
 
 use futures::{Stream, StreamExt as _};
+use gitops_kube::resources::Served;
 use gitops_shared::{IstioKind, ObjectKey, normalize::is_owned_by};
 use kube::{
     Api, Client,
@@ -236,7 +237,8 @@ pub struct DriftWatches {
     waker: Waker,
     tracked: SharedTracked,
     metrics: Arc<Metrics>,
-    running: BTreeMap<&'static str, AbortOnDrop>,
+    /// plural -> (the version watched, the watch task)
+    running: BTreeMap<&'static str, (&'static str, AbortOnDrop)>,
 }
 
 impl std::fmt::Debug for DriftWatches {
@@ -266,18 +268,24 @@ impl DriftWatches {
         }
     }
 
-    /// Watch exactly `kinds` from now on.
-    pub fn set_kinds(&mut self, kinds: &[&'static IstioKind]) {
-        let wanted: BTreeSet<&'static str> = kinds.iter().map(|k| k.plural).collect();
-        self.running.retain(|plural, _| wanted.contains(plural));
+    /// Watch exactly `kinds` from now on, each at the version served (a
+    /// watch whose version is no longer the one served starts again).
+    pub fn set_kinds(&mut self, kinds: &[&'static IstioKind], served: &Served) {
+        let wanted: BTreeMap<&'static str, &'static str> = kinds
+            .iter()
+            .map(|k| (k.plural, served.preferred(k)))
+            .collect();
+        self.running
+            .retain(|plural, (version, _)| wanted.get(plural) == Some(version));
         for kind in kinds {
             if self.running.contains_key(kind.plural) {
                 continue;
             }
+            let version = served.preferred(kind);
             let api: Api<DynamicObject> = Api::namespaced_with(
                 self.client.clone(),
                 &self.namespace,
-                &cluster::api_resource(kind, kind.preferred),
+                &cluster::api_resource(kind, version),
             );
             let task = tokio::spawn(drift_watch(
                 api,
@@ -287,8 +295,9 @@ impl DriftWatches {
                 self.tracked.clone(),
                 self.metrics.clone(),
             ));
-            debug!(kind = kind.kind, "drift watch started");
-            self.running.insert(kind.plural, AbortOnDrop(task));
+            debug!(kind = kind.kind, version, "drift watch started");
+            self.running
+                .insert(kind.plural, (version, AbortOnDrop(task)));
         }
     }
 

@@ -355,7 +355,10 @@ impl TestCluster {
     }
 
     /// Start etcd again, on the same port with the same data, and wait until
-    /// it accepts connections.
+    /// it accepts connections and, when the API server runs, until that
+    /// serves from etcd again (its etcd client reconnects with a backoff of
+    /// its own, so for a while after etcd listens the server still answers
+    /// "context deadline exceeded").
     pub fn start_etcd(&mut self) -> Result<()> {
         if self.etcd.is_some() {
             bail!("etcd is already running");
@@ -369,6 +372,9 @@ impl TestCluster {
                 bail!("etcd did not listen on {addr} within {READY_TIMEOUT:?}");
             }
             sleep(POLL);
+        }
+        if self.server.is_some() {
+            self.wait_ready()?;
         }
         Ok(())
     }

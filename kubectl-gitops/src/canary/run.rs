@@ -12,7 +12,6 @@ use anyhow::{Result, anyhow, bail};
 use git2::Oid;
 use gitops_shared::{gitopssync, kinds};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use super::{
     checks::{self, Check, Scope, Verdict},
@@ -358,10 +357,8 @@ impl Driver<'_> {
                 .await
             {
                 Ok(Some(gos)) => {
-                    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                    let revision = text(&gos["status"]["revision"]);
-                    let phase = text(&gos["status"]["phase"]);
-                    let message = text(&gos["status"]["message"]);
+                    let status = gos.status.unwrap_or_default();
+                    let (revision, message) = (status.revision, status.message);
                     let contains = repo.contains(&revision, commit)?;
                     if contains == Some(true) {
                         match self.cluster.get(kind, &vs.namespace, &vs.name).await {
@@ -380,7 +377,7 @@ impl Driver<'_> {
                     } else {
                         why = format!(
                             "{agent} is {} at {}{}",
-                            if phase.is_empty() { "unknown" } else { &phase },
+                            status.phase,
                             if revision.is_empty() {
                                 "no revision".to_string()
                             } else {

@@ -419,10 +419,10 @@ fn status(ctx: &Context, args: StatusArgs) -> Result<Status> {
         Ok((object, agent)) => {
             out.live_weights = object.map(|o| weights(&o, index));
             if let Some(agent) = agent {
-                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                out.agent_revision = text(&agent["status"]["revision"]);
-                out.agent_phase = text(&agent["status"]["phase"]);
-                out.agent_message = text(&agent["status"]["message"]);
+                let status = agent.status.unwrap_or_default();
+                out.agent_revision = status.revision;
+                out.agent_phase = status.phase.to_string();
+                out.agent_message = status.message;
                 if let Some(c) = commit {
                     out.applied = repo.contains(&out.agent_revision, c)?;
                 }

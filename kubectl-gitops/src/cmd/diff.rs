@@ -7,8 +7,7 @@
 
 use anyhow::{Result, bail};
 use gitops_shared::{
-    DesiredSet, KINDS, LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, ObjectKey, PlanOptions,
-    gitopssync,
+    DesiredSet, ObjectKey, PlanOptions, gitopssync,
     layout::{list_namespaces, load_namespace, namespace_dir},
     manifest::LoadOptions,
     normalize::normalize,
@@ -154,21 +153,7 @@ async fn live_state(
 ) -> Result<(Vec<Value>, Vec<ObjectKey>)> {
     let ns = desired.namespace.as_str();
     let inventory: Vec<ObjectKey> = match cluster.gitopssync(ns, name).await {
-        Ok(Some(gos)) => gos["status"]["inventory"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| {
-                        Some(ObjectKey::new(
-                            i["group"].as_str().unwrap_or_default(),
-                            i["kind"].as_str()?,
-                            i["name"].as_str()?,
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        Ok(Some(gos)) => gos.status.map(|s| s.inventory_keys()).unwrap_or_default(),
         Ok(None) => Vec::new(),
         Err(error) => {
             tracing::warn!(%error, namespace = ns, "cannot read the agent's inventory");
@@ -176,17 +161,16 @@ async fn live_state(
         }
     };
     let in_use = kinds_in_use(desired, &inventory);
-    let owned = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_OWNER}={ns}");
-    let mut live = Vec::new();
-    for kind in KINDS {
-        let used = in_use
-            .iter()
-            .any(|k| k.group == kind.group && k.kind == kind.kind);
-        let selector = if used { None } else { Some(owned.as_str()) };
-        if let Some(objects) = cluster.list(kind, ns, selector).await? {
-            live.extend(objects);
-        }
+    let live = cluster.live(ns, &in_use).await?;
+    for kind in &live.unserved {
+        tracing::warn!(
+            namespace = ns,
+            "the cluster does not serve {} ({}): is its CRD installed?",
+            kind.kind,
+            kind.group
+        );
     }
+    let live = live.objects;
     Ok((live, inventory))
 }
 

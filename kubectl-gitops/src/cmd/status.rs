@@ -10,9 +10,9 @@ use std::{
 };
 
 use anyhow::{Result, bail};
+use gitops_kube::gitopssync::{DriftEntry, GitOpsSync};
 use gitops_shared::gitopssync;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::{
     Status,
@@ -57,7 +57,7 @@ pub struct AgentStatus {
     pub synced_at: String,
     pub suspended: bool,
     pub drift: usize,
-    pub drifted: Vec<Value>,
+    pub drifted: Vec<DriftEntry>,
     pub message: String,
 }
 
@@ -171,10 +171,7 @@ fn collect(
     let mut rows = Vec::new();
     let mut seen = BTreeSet::new();
     for o in &objects {
-        let ns = o["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
         seen.insert(ns.clone());
         rows.push(agent_status(repo, &ns, o)?);
     }
@@ -204,10 +201,9 @@ fn collect(
     Ok(rows)
 }
 
-fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &Value) -> Result<AgentStatus> {
-    let status = &o["status"];
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let revision = text(&status["revision"]);
+fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &GitOpsSync) -> Result<AgentStatus> {
+    let status = o.status.clone().unwrap_or_default();
+    let revision = status.revision.clone();
     let mut head = String::new();
     let (state, behind) = if revision.is_empty() {
         ("never synced".to_string(), None)
@@ -240,25 +236,26 @@ fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &Value) -> Result<Ag
     } else {
         ("no repo to compare".to_string(), None)
     };
-    let drifted: Vec<Value> = status["drift"].as_array().cloned().unwrap_or_default();
-    let drift = if drifted.is_empty() {
-        status["drifted"].as_u64().unwrap_or(0) as usize
-    } else {
-        drifted.len()
-    };
+    // `drifted` alone when the list was left out (an older agent)
+    let drift = status.drift.len().max(status.drifted as usize);
     Ok(AgentStatus {
         namespace: ns.to_string(),
-        name: text(&o["metadata"]["name"]),
+        name: o.metadata.name.clone().unwrap_or_default(),
         revision,
         head,
         state,
         behind,
-        phase: text(&status["phase"]),
-        synced_at: text(&status["syncedAt"]),
-        suspended: o["spec"]["suspend"].as_bool().unwrap_or(false),
+        // empty until the agent's first report
+        phase: o
+            .status
+            .as_ref()
+            .map(|s| s.phase.to_string())
+            .unwrap_or_default(),
+        synced_at: status.synced_at.unwrap_or_default(),
+        suspended: o.suspended(),
         drift,
-        drifted,
-        message: text(&status["message"]),
+        drifted: status.drift,
+        message: status.message,
     })
 }
 

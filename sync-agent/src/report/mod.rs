@@ -1,7 +1,9 @@
 //! Reporting: the `GitOpsSync` status (server-side apply on its status
-//! subresource) and the Prometheus metrics.
+//! subresource), the next status computed from the last ([`next`]), and the
+//! Prometheus metrics.
 
 pub mod metrics;
+pub mod next;
 pub mod status;
 
 pub use metrics::Metrics;
