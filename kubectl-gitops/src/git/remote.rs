@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use git2::{
-    Cred, CredentialType, ErrorCode, FetchOptions, PushOptions, RebaseOptions, RemoteCallbacks,
+    Cred, CredentialType, ErrorCode, FetchOptions, Oid, PushOptions, RebaseOptions, RemoteCallbacks,
 };
 
 use super::Repo;
@@ -236,15 +236,26 @@ impl Repo {
             return Err(e);
         }
         rebase.finish(None).context("finishing the rebase")?;
-        // Move the branch first, by compare-and-swap: if someone committed
-        // meanwhile, nothing is touched. Only then the working tree and the
-        // index follow, from the old tip's tree to the new one.
+        self.land_rebased(&branch_name, old_head, tip, tracking)
+    }
+
+    /// Move `branch_name` from `old_head` to the rebased `tip` by
+    /// compare-and-swap, and only then the working tree and the index, from
+    /// the old tip's tree to the new one: a lost race (someone committed
+    /// meanwhile) changes nothing at all.
+    fn land_rebased(
+        &self,
+        branch_name: &str,
+        old_head: Oid,
+        tip: Oid,
+        tracking: &str,
+    ) -> Result<()> {
         let old_tree = self.repo.find_commit(old_head)?.tree_id();
         let new_tree = self.repo.find_commit(tip)?.tree_id();
         let mut lock = self.lock_index()?;
         self.repo
             .reference_matching(
-                &branch_name,
+                branch_name,
                 tip,
                 true,
                 old_head,
@@ -442,6 +453,68 @@ mod tests {
         assert_eq!(
             credential_fill(dir.path(), "https://git.example.com/config.git", None),
             Some(("alice".to_string(), "s3cret".to_string()))
+        );
+    }
+
+    fn commit_file(repo: &git2::Repository, path: &str, text: &str, parent: Option<Oid>) -> Oid {
+        let workdir = repo.workdir().unwrap().to_path_buf();
+        std::fs::write(workdir.join(path), text).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new(path)).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let parents: Vec<git2::Commit> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, text, &tree, &parents)
+            .unwrap()
+    }
+
+    /// Defect 11: a push whose rebase lost the race (another commit moved
+    /// the branch after the rebase started) leaves HEAD, the index and the
+    /// working tree exactly as they were: the branch is compared-and-swapped
+    /// before any file is written.
+    #[test]
+    fn a_rebase_that_lost_the_race_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = Repo::init_or_open(dir.path()).unwrap();
+        let raw = git2::Repository::open(dir.path()).unwrap();
+        let base = commit_file(&raw, "vs.yaml", "base\n", None);
+        // what the rebase made, on a side line: not checked out
+        let rebased = {
+            let tree = raw.find_commit(base).unwrap().tree().unwrap();
+            let mut builder = raw.treebuilder(Some(&tree)).unwrap();
+            let blob = raw.blob(b"rebased\n").unwrap();
+            builder.insert("vs.yaml", blob, 0o100644).unwrap();
+            let tree = raw.find_tree(builder.write().unwrap()).unwrap();
+            let sig = git2::Signature::now("t", "t@example.com").unwrap();
+            let parent = raw.find_commit(base).unwrap();
+            raw.commit(None, &sig, &sig, "rebased", &tree, &[&parent])
+                .unwrap()
+        };
+        // meanwhile someone commits: the branch is no longer at `base`
+        let theirs = commit_file(&raw, "vs.yaml", "theirs\n", Some(base));
+        let branch = raw.head().unwrap().name().unwrap().to_string();
+
+        let error = repo
+            .land_rebased(&branch, base, rebased, "refs/remotes/origin/main")
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("moved while rebasing"),
+            "{error:#}"
+        );
+        assert_eq!(raw.head().unwrap().target(), Some(theirs));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("vs.yaml")).unwrap(),
+            "theirs\n"
+        );
+        let statuses = raw.statuses(None).unwrap();
+        assert!(
+            statuses.iter().all(|s| s.status().is_empty()),
+            "the index and tree still match HEAD"
         );
     }
 
