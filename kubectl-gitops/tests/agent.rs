@@ -246,22 +246,24 @@ fn diff_and_the_agent_agree_about_drift() {
     team.kg().arg("status").expect(1);
 }
 
+/// Run kubectl on `cluster`; its stdout, or a panic with its stderr.
+fn kubectl_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = cluster.kubectl().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Stop serving networking `v1` of `plurals`' CRDs, as Istio before 1.22
 /// ships them (v1beta1 and v1alpha3 only), and wait until discovery says so.
 fn stop_serving_networking_v1(cluster: &TestCluster, plurals: &[&str]) {
     for plural in plurals {
         let crd = format!("{plural}.networking.istio.io");
-        let out = cluster
-            .kubectl()
-            .args(["get", "crd", &crd, "-o", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let def: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let def = kubectl_ok(cluster, &["get", "crd", &crd, "-o", "json"]);
+        let def: Value = serde_json::from_str(&def).unwrap();
         let index = def["spec"]["versions"]
             .as_array()
             .unwrap()
@@ -270,15 +272,9 @@ fn stop_serving_networking_v1(cluster: &TestCluster, plurals: &[&str]) {
             .expect("the CRD has v1");
         let patch =
             format!(r#"[{{"op":"replace","path":"/spec/versions/{index}/served","value":false}}]"#);
-        let out = cluster
-            .kubectl()
-            .args(["patch", "crd", &crd, "--type=json", "-p", &patch])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        kubectl_ok(
+            cluster,
+            &["patch", "crd", &crd, "--type=json", "-p", &patch],
         );
     }
     let deadline = Instant::now() + WAIT;

@@ -77,11 +77,12 @@ pub fn describe(error: &kube::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kube::core::Status;
 
-    fn api_error(code: u16) -> kube::Error {
+    /// An API error with `code`, for the tests of this crate.
+    pub(crate) fn api_error(code: u16) -> kube::Error {
         kube::Error::Api(
             Status {
                 code,

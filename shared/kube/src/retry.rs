@@ -78,17 +78,7 @@ pub fn backoff() -> ExponentialBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::Status;
-
-    fn api_error(code: u16) -> kube::Error {
-        kube::Error::Api(
-            Status {
-                code,
-                ..Status::failure("x", "y")
-            }
-            .boxed(),
-        )
-    }
+    use crate::errors::tests::api_error;
 
     #[tokio::test(start_paused = true)]
     async fn calls_retry_fast_transient_failures_only() {

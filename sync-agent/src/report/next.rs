@@ -265,6 +265,21 @@ mod tests {
         }
     }
 
+    /// revision r1 with one VirtualService, created at t=100
+    fn synced_once() -> (ObjectKey, Synced) {
+        let vs = key("VirtualService", "reviews");
+        let plan = Plan {
+            apply: vec![step(Action::Create, &vs)],
+            desired: vec![vs.clone()],
+            ..Plan::default()
+        };
+        let first = synced(
+            &SyncStatus::default(),
+            pass("r1", &plan, &created(&[&vs]), 100),
+        );
+        (vs, first)
+    }
+
     #[test]
     fn a_new_revision_moves_revision_inventory_and_synced_at() {
         let (vs, dr) = (
@@ -293,16 +308,7 @@ mod tests {
 
     #[test]
     fn a_pass_that_changed_nothing_leaves_the_status_as_it_was() {
-        let vs = key("VirtualService", "reviews");
-        let plan = Plan {
-            apply: vec![step(Action::Create, &vs)],
-            desired: vec![vs.clone()],
-            ..Plan::default()
-        };
-        let first = synced(
-            &SyncStatus::default(),
-            pass("r1", &plan, &created(&[&vs]), 100),
-        );
+        let (vs, first) = synced_once();
         let noop = Plan {
             unchanged: vec![step(Action::Unchanged, &vs)],
             desired: vec![vs.clone()],
@@ -315,16 +321,7 @@ mod tests {
 
     #[test]
     fn drift_left_with_self_heal_off_is_drifted_and_keeps_synced_at() {
-        let vs = key("VirtualService", "reviews");
-        let plan = Plan {
-            apply: vec![step(Action::Create, &vs)],
-            desired: vec![vs.clone()],
-            ..Plan::default()
-        };
-        let first = synced(
-            &SyncStatus::default(),
-            pass("r1", &plan, &created(&[&vs]), 100),
-        );
+        let (vs, first) = synced_once();
         let drifted = Plan {
             drift: vec![Drift {
                 key: vs.clone(),
@@ -409,17 +406,8 @@ mod tests {
 
     #[test]
     fn failed_and_suspended_keep_the_inventory_of_the_last_sync() {
-        let vs = key("VirtualService", "reviews");
-        let plan = Plan {
-            apply: vec![step(Action::Create, &vs)],
-            desired: vec![vs.clone()],
-            ..Plan::default()
-        };
-        let last = synced(
-            &SyncStatus::default(),
-            pass("r1", &plan, &created(&[&vs]), 100),
-        )
-        .status;
+        let (vs, last) = synced_once();
+        let last = last.status;
 
         let f = failed(&last, "ApiError", "listing live objects: 403", ts(200));
         assert_eq!(f.phase, Phase::Failed);
