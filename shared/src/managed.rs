@@ -42,6 +42,20 @@ fn is_taken_over(entry: &Value) -> bool {
             .is_some_and(|m| TAKEN_OVER.contains(&m))
 }
 
+/// Drop `metadata.managedFields` from a live object when no entry in it is
+/// one [`take_over`] and [`first_foreign_field`] read (kubectl's): the plan
+/// of the object is then the same, and a listing of many objects holds a
+/// fraction of the memory (an applied object's own entry mirrors its whole
+/// spec).
+pub fn slim(live: &mut Value) {
+    let keep = live["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|entries| entries.iter().any(is_taken_over));
+    if !keep && let Some(metadata) = live.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+}
+
 /// One step of a field path in `fieldsV1` notation.
 #[derive(Debug, Clone, PartialEq)]
 enum Element {
@@ -277,6 +291,38 @@ mod tests {
             first_foreign_field(&desired, &live).unwrap(),
             "spec.subsets[name=\"v2\"]: set live by kubectl-edit, not in Git"
         );
+    }
+
+    #[test]
+    fn slim_keeps_managed_fields_only_where_kubectl_owns_some() {
+        let desired = json!({"spec": {"host": "reviews", "subsets": [{"name": "v1"}]}});
+        // kubectl owns fields: kept whole, and what reads it says the same
+        let mut kept = live();
+        slim(&mut kept);
+        assert_eq!(kept, live());
+        assert_eq!(
+            take_over(&kept, "kubectl-gitops"),
+            take_over(&live(), "kubectl-gitops")
+        );
+        // only the agent and another applier: dropped, and nothing that
+        // reads it can tell
+        let mut applied = live();
+        applied["metadata"]["managedFields"][0]["manager"] = "kubectl-gitops".into();
+        applied["metadata"]["managedFields"][0]["operation"] = "Apply".into();
+        let before = (
+            take_over(&applied, "kubectl-gitops"),
+            first_foreign_field(&desired, &applied),
+        );
+        slim(&mut applied);
+        assert!(applied["metadata"].get("managedFields").is_none());
+        assert_eq!(
+            before,
+            (
+                take_over(&applied, "kubectl-gitops"),
+                first_foreign_field(&desired, &applied)
+            )
+        );
+        assert_eq!(applied["metadata"]["name"], "reviews");
     }
 
     #[test]

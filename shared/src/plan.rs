@@ -47,14 +47,14 @@ pub struct Step {
     pub kind: &'static IstioKind,
     /// Why: "new in Git", "changed in Git", a drifted field, "no longer in Git".
     pub reason: String,
-    /// The object to apply (create/update/unchanged): normalized, with the
-    /// ownership labels and the hash and source annotations.
+    /// The object to apply (create/update): normalized, with the ownership
+    /// labels and the hash and source annotations. `None` when unchanged.
     pub object: Option<Value>,
     /// Where it is defined in Git (create/update/unchanged).
     pub source: Option<Source>,
     /// The desired hash (create/update/unchanged).
     pub hash: Option<String>,
-    /// The live object, when there is one.
+    /// The live object, when there is one (`None` when unchanged).
     pub live: Option<Value>,
 }
 
@@ -251,7 +251,13 @@ pub fn plan(
             live: live.cloned(),
         };
         if action == Action::Unchanged {
-            plan.unchanged.push(step);
+            // Nothing to write: the objects are not kept (a no-op pass over
+            // many objects would otherwise hold each twice more).
+            plan.unchanged.push(Step {
+                object: None,
+                live: None,
+                ..step
+            });
         } else {
             plan.apply.push(step);
         }

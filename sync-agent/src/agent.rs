@@ -303,6 +303,13 @@ impl Agent {
                 reported_revision: &self.status.revision,
             },
         )?;
+        // The plan holds what is written; the parsed revision and the live
+        // objects are not needed while it is.
+        drop(live);
+        let mut loaded = loaded;
+        if let Ok(desired) = &mut loaded.desired {
+            desired.manifests = Vec::new();
+        }
         self.metrics.set_objects(&decide::counts(decision.plan()));
         let now = Timestamp::now();
         let (plan, digest, did_apply, applied) = match decision {

@@ -192,11 +192,16 @@ impl Applier {
             let mut keys = BTreeMap::new();
             let permits = Arc::new(Semaphore::new(self.concurrency));
             for step in steps {
-                let (Some(mut object), key, action) =
-                    (step.object.clone(), step.key.clone(), step.action)
-                else {
+                let Some(object) = &step.object else {
                     continue;
                 };
+                // At most `concurrency` writes in flight, and so at most that
+                // many copies of their objects: the slot is taken before the
+                // copy, not inside the task.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let (mut object, key, action) = (object.clone(), step.key.clone(), step.action);
                 // Sent at a version the server serves: Istio's versions of a
                 // kind share one schema, so only `apiVersion` changes.
                 let (_, given) = split_api_version(object["apiVersion"].as_str().unwrap_or(""));
@@ -223,11 +228,10 @@ impl Applier {
                         let rv = live["metadata"]["resourceVersion"].clone();
                         Some(serde_json::json!({"metadata": {"managedFields": fields, "resourceVersion": rv}}))
                     });
-                let permits = permits.clone();
                 let stopping = self.stopping.clone();
                 let task_key = (key.clone(), action);
                 let handle = tasks.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
+                    let _permit = permit;
                     if let Some(takeover) = &takeover {
                         // resourceVersion in the body: refused if the object
                         // changed since the plan (the next pass plans again).
@@ -326,11 +330,13 @@ impl Applier {
                     ..DeleteParams::default()
                 };
                 let key = step.key.clone();
-                let permits = permits.clone();
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
                 let stopping = self.stopping.clone();
                 let task_key = (key.clone(), Action::Prune);
                 let handle = tasks.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
+                    let _permit = permit;
                     let result =
                         cluster::call(|| api.delete(&key.name, &params), Some(&stopping)).await;
                     (key, Action::Prune, result.map(|_| ()))

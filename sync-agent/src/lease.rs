@@ -22,7 +22,7 @@ use kube::{
     Api,
     api::{DynamicObject, Patch, PatchParams},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -33,6 +33,34 @@ pub const ANNOTATION_HOLDER: &str = "kubectl-gitops.io/holder";
 /// Annotation: when the holder last renewed (RFC 3339, for people; expiry is
 /// judged by observed change, not by this clock).
 pub const ANNOTATION_RENEW: &str = "kubectl-gitops.io/renew-time";
+
+/// A JSON pointer to annotation `key` (RFC 6901: `/` is `~1`).
+fn annotation_path(key: &str) -> String {
+    format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )
+}
+
+/// The JSON patch that renews (or takes over) a lease held by `holder`,
+/// last renewed at `renewed`: it applies only while both annotations are
+/// still what was read.
+fn lease_patch(
+    holder: &str,
+    renewed: &str,
+    identity: &str,
+) -> Result<json_patch::Patch, serde_json::Error> {
+    let mut ops =
+        vec![json!({"op": "test", "path": annotation_path(ANNOTATION_HOLDER), "value": holder})];
+    if !renewed.is_empty() {
+        ops.push(
+            json!({"op": "test", "path": annotation_path(ANNOTATION_RENEW), "value": renewed}),
+        );
+    }
+    ops.push(json!({"op": "add", "path": annotation_path(ANNOTATION_HOLDER), "value": identity}));
+    ops.push(json!({"op": "add", "path": annotation_path(ANNOTATION_RENEW), "value": Timestamp::now().to_string()}));
+    serde_json::from_value(Value::Array(ops))
+}
 
 /// Who holds the lease, as last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +85,9 @@ pub struct Lease {
     renewed: Option<Instant>,
 }
 
+/// Reads of the lease after a 409 before standing by.
+const CONFLICT_ATTEMPTS: usize = 3;
+
 impl Lease {
     pub fn new(reporter: Reporter, identity: &str, duration: Duration) -> Self {
         Self {
@@ -76,7 +107,27 @@ impl Lease {
 
     /// Take, keep or respect the lease (creating the `GitOpsSync` first
     /// when it does not exist yet).
+    ///
+    /// The lease lives in the annotations of the `GitOpsSync`, whose status
+    /// this agent writes too: a renewal refused by its resourceVersion (409)
+    /// may only mean that one of our own status writes landed in between.
+    /// So a 409 reads the object again, and only a holder that is not us
+    /// makes this replica stand by.
     pub async fn try_hold(&mut self) -> Result<Holder, kube::Error> {
+        for _ in 1..CONFLICT_ATTEMPTS {
+            if let Some(holder) = self.try_hold_once().await? {
+                return Ok(holder);
+            }
+        }
+        Ok(self.try_hold_once().await?.unwrap_or(Holder::Other {
+            holder: "(another replica, just now)".into(),
+            renewed: String::new(),
+        }))
+    }
+
+    /// One read-decide-write of [`Lease::try_hold`]; `None` when the write
+    /// lost a race (409).
+    async fn try_hold_once(&mut self) -> Result<Option<Holder>, kube::Error> {
         let object = match cluster::call(|| self.api.get_opt(&self.name), None).await? {
             Some(object) => object,
             None => {
@@ -106,7 +157,7 @@ impl Lease {
             };
             if now.duration_since(first_seen) < self.duration {
                 self.renewed = None;
-                return Ok(Holder::Other { holder, renewed });
+                return Ok(Some(Holder::Other { holder, renewed }));
             }
             info!(%holder, "the writer stopped renewing its lease; taking over");
         } else if holder == self.identity
@@ -114,34 +165,45 @@ impl Lease {
                 .renewed
                 .is_some_and(|at| now.duration_since(at) < self.duration / 3)
         {
-            return Ok(Holder::Me); // fresh enough: no write
+            return Ok(Some(Holder::Me)); // fresh enough: no write
         }
-        let patch = json!({
-            "metadata": {
-                "resourceVersion": object.metadata.resource_version,
-                "annotations": {
-                    ANNOTATION_HOLDER: self.identity,
-                    ANNOTATION_RENEW: Timestamp::now().to_string(),
-                },
+        let write = if holder.is_empty() {
+            // Nobody holds it: take it only if nothing changed since the read.
+            Patch::Merge(json!({
+                "metadata": {
+                    "resourceVersion": object.metadata.resource_version,
+                    "annotations": {
+                        ANNOTATION_HOLDER: self.identity,
+                        ANNOTATION_RENEW: Timestamp::now().to_string(),
+                    },
+                }
+            }))
+        } else {
+            // Held (by us, or expired): the write holds only while the lease
+            // annotations are as read. A JSON patch `test`, not the
+            // resourceVersion: status writes and labels change the object
+            // all the time, and must not cost the writer its lease.
+            match lease_patch(&holder, &renewed, &self.identity) {
+                Ok(patch) => Patch::Json(patch),
+                Err(e) => return Err(kube::Error::SerdeError(e)),
             }
-        });
+        };
         match self
             .api
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&self.name, &PatchParams::default(), &write)
             .await
         {
             Ok(_) => {
                 self.renewed = Some(now);
                 self.observed = None;
-                Ok(Holder::Me)
+                Ok(Some(Holder::Me))
             }
-            // Someone else wrote first: theirs.
-            Err(e) if cluster::status_code(&e) == Some(409) => {
+            // Someone else wrote the lease first (409: the object changed
+            // under a first take; 422: a `test` failed): whose write it
+            // was, the next read tells.
+            Err(e) if matches!(cluster::status_code(&e), Some(409 | 422)) => {
                 self.renewed = None;
-                Ok(Holder::Other {
-                    holder: "(another replica, just now)".into(),
-                    renewed: String::new(),
-                })
+                Ok(None)
             }
             Err(e) => Err(e),
         }

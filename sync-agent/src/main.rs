@@ -16,8 +16,11 @@ fn main() -> ExitCode {
         }
     };
     sync_agent::init_tracing(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent waits on the API server, not on its CPU, and
+    // every extra worker is another malloc arena that keeps a sync's peak
+    // resident (docs/benchmarks.md). The revision is read on tokio's
+    // blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -7,7 +7,10 @@
 
 mod support;
 
-use std::{thread::sleep, time::Duration};
+use std::{
+    thread::sleep,
+    time::{Duration, Instant},
+};
 
 use support::*;
 
@@ -399,6 +402,74 @@ fn two_agents_in_one_namespace_never_prune_each_other() {
         names(&cluster, "team-a", "destinationrules"),
         ["legacy", "reviews"]
     );
+}
+
+/// The lease lives on the GitOpsSync, which changes under it (the agent's
+/// own status writes, a label added by hand): a renewal refused by the
+/// resourceVersion is read again, and the only agent never stands by
+/// because of a write of its own or of a person's. Through a proxy with
+/// latency, so every renewal overlaps the writes below (before the fix, a
+/// 409 made it stand by at once).
+#[test]
+fn writes_to_the_gitopssync_never_make_the_only_agent_stand_by() {
+    let cluster = cluster();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime
+        .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
+        .unwrap();
+    let kubeconfig = kubeconfig_via(&cluster, &proxy);
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    let rev = gs.commit_and_publish("reviews").unwrap();
+    let root = gs.root();
+    let agent = Agent::start_with_env(
+        &kubeconfig,
+        "team-a",
+        &[
+            "--repo",
+            root.to_str().unwrap(),
+            "--link",
+            gs.link_name(),
+            "--resync",
+            "1s",
+            "--lease-duration",
+            "3s",
+        ],
+        &[("POD_NAME", "only-replica")],
+    );
+    wait_status(&agent, &cluster, "Synced", Some(&rev));
+    proxy.set_latency(Duration::from_millis(700));
+    let until = Instant::now() + Duration::from_secs(12);
+    let mut n = 0;
+    while Instant::now() < until {
+        n += 1;
+        kubectl(
+            &cluster,
+            &[
+                "label",
+                "--overwrite",
+                "-n",
+                "team-a",
+                "gitopssync",
+                "sync-agent",
+                &format!("touched={n}"),
+            ],
+        );
+        sleep(Duration::from_millis(150));
+    }
+    proxy.set_latency(Duration::ZERO);
+    let log = agent.log();
+    assert!(
+        !log.contains("standing by"),
+        "the only agent stood by after {n} writes:\n{log}"
+    );
+    let holder =
+        get(&cluster, "team-a", "gitopssyncs", "sync-agent").unwrap()["metadata"]["annotations"]
+            [sync_agent::lease::ANNOTATION_HOLDER]
+            .clone();
+    assert_eq!(holder, "only-replica");
+    drop(proxy);
 }
 
 /// Defect 7, second half: two replicas of one agent (same name, same repo)

@@ -3,7 +3,7 @@
 //! about drift.
 
 use futures::{StreamExt as _, stream};
-use gitops_shared::{IstioKind, LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, kinds::KINDS};
+use gitops_shared::{IstioKind, LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, kinds::KINDS, managed};
 use kube::{
     Client,
     api::{Api, DynamicObject, ListParams},
@@ -17,7 +17,8 @@ use crate::{errors::is_status, resources::Served, retry};
 pub struct Live {
     /// Every object of the kinds in use, and the objects of the other
     /// Istio kinds that carry this namespace's ownership labels, each with
-    /// `apiVersion` and `kind` set.
+    /// `apiVersion` and `kind` set, and `managedFields` only where the plan
+    /// reads it ([`managed::slim`]).
     pub objects: Vec<Value>,
     /// Kinds in use that the server does not serve (no CRD, or 404 on the
     /// list): the caller decides (the agent refuses to plan, `diff` says so).
@@ -63,6 +64,41 @@ pub async fn list(
     Ok(live)
 }
 
+/// Objects per page of a LIST: a namespace of thousands is read a page at a
+/// time, not held twice (response and objects) all at once.
+const PAGE: u32 = 250;
+
+/// A listed object as JSON, with `apiVersion` and `kind` set (list items
+/// may leave them out) and `managedFields` slimmed; its fields are moved,
+/// not copied.
+fn into_value(
+    item: DynamicObject,
+    resource: &kube::core::ApiResource,
+) -> Result<Value, kube::Error> {
+    let metadata = serde_json::to_value(&item.metadata).map_err(kube::Error::SerdeError)?;
+    let mut map = match item.data {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let types = item.types.unwrap_or_default();
+    let api_version = if types.api_version.is_empty() {
+        resource.api_version.clone()
+    } else {
+        types.api_version
+    };
+    let kind = if types.kind.is_empty() {
+        resource.kind.clone()
+    } else {
+        types.kind
+    };
+    map.insert("apiVersion".into(), Value::String(api_version));
+    map.insert("kind".into(), Value::String(kind));
+    map.insert("metadata".into(), metadata);
+    let mut value = Value::Object(map);
+    managed::slim(&mut value);
+    Ok(value)
+}
+
 /// How many LISTs one [`list`] sends at once.
 const CONCURRENT_LISTS: usize = 8;
 
@@ -82,33 +118,32 @@ async fn list_kind(
 ) -> Result<Listed, kube::Error> {
     let resource = served.resource(kind);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let params = if used {
-        ListParams::default()
-    } else {
-        ListParams::default().labels(owned)
-    };
-    let list = match retry::call(|| api.list(&params), None).await {
-        Ok(list) => list,
-        Err(e) if used && is_status(&e, 404) => return Ok(Listed::Unserved(kind)),
-        // A kind not in use that the caller may not list (the agent's Role
-        // leaves out EnvoyFilter unless --allow-kind) or the server does not
-        // serve holds nothing the caller applied.
-        Err(e) if !used && (is_status(&e, 403) || is_status(&e, 404)) => {
-            return Ok(Listed::Skipped);
+    let mut params = ListParams::default().limit(PAGE);
+    if !used {
+        params = params.labels(owned);
+    }
+    let mut objects = Vec::new();
+    loop {
+        let list = match retry::call(|| api.list(&params), None).await {
+            Ok(list) => list,
+            Err(e) if used && is_status(&e, 404) => return Ok(Listed::Unserved(kind)),
+            // A kind not in use that the caller may not list (the agent's Role
+            // leaves out EnvoyFilter unless --allow-kind) or the server does not
+            // serve holds nothing the caller applied.
+            Err(e) if !used && (is_status(&e, 403) || is_status(&e, 404)) => {
+                return Ok(Listed::Skipped);
+            }
+            Err(e) => return Err(e),
+        };
+        let next = list.metadata.continue_.filter(|c| !c.is_empty());
+        objects.reserve(list.items.len());
+        for item in list.items {
+            objects.push(into_value(item, &resource)?);
         }
-        Err(e) => return Err(e),
-    };
-    let mut objects = Vec::with_capacity(list.items.len());
-    for item in list.items {
-        let mut value = serde_json::to_value(&item).map_err(kube::Error::SerdeError)?;
-        // Items of a list may leave out their type; the plan keys on it.
-        if value.get("apiVersion").is_none_or(Value::is_null) {
-            value["apiVersion"] = Value::String(resource.api_version.clone());
+        match next {
+            Some(token) => params.continue_token = Some(token),
+            None => break,
         }
-        if value.get("kind").is_none_or(Value::is_null) {
-            value["kind"] = Value::String(resource.kind.clone());
-        }
-        objects.push(value);
     }
     Ok(Listed::Objects(objects))
 }
