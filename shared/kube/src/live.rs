@@ -3,7 +3,7 @@
 //! about drift.
 
 use futures::{StreamExt as _, stream};
-use gitops_shared::{IstioKind, LABEL_MANAGED_BY, LABEL_OWNER, MANAGED_BY, kinds::KINDS, managed};
+use gitops_shared::{IstioKind, managed};
 use kube::{
     Client,
     api::{Api, DynamicObject, ListParams},
@@ -15,10 +15,9 @@ use crate::{errors::is_status, resources::Served, retry};
 /// What [`list`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
-    /// Every object of the kinds in use, and the objects of the other
-    /// Istio kinds that carry this namespace's ownership labels, each with
-    /// `apiVersion` and `kind` set, and `managedFields` only where the plan
-    /// reads it ([`managed::slim`]).
+    /// Every object of the kinds in use, each with `apiVersion` and `kind`
+    /// set, and `managedFields` only where the plan reads it
+    /// ([`managed::slim`]).
     pub objects: Vec<Value>,
     /// Kinds in use that the server does not serve (no CRD, or 404 on the
     /// list): the caller decides (the agent refuses to plan, `diff` says so).
@@ -26,30 +25,24 @@ pub struct Live {
 }
 
 /// List what the plan of `namespace` needs: every object of the kinds in
-/// use (desired or in the inventory; not label-selected, so the plan can
-/// tell "someone stripped our labels" from "deleted" and adopt a same-named
-/// object as an update), and, label-selected, the owned objects of the
-/// other Istio kinds (an owned object of a kind no longer used is still
-/// pruned; a kind the caller may not list is skipped). The LISTs go a few
-/// at once, each retried by [`retry::call`]; objects come in [`KINDS`] order.
+/// use (desired or in the inventory), one LIST per kind (DESIGN.md, "Plan"),
+/// read in pages. Not label-selected, so the plan can tell "someone stripped
+/// our labels" from "deleted" and adopt a same-named object as an update.
+/// The LISTs go a few at once, each retried by [`retry::call`]; objects come
+/// in the order of `in_use`.
 pub async fn list(
     client: &Client,
     namespace: &str,
     in_use: &[&'static IstioKind],
     served: &Served,
 ) -> Result<Live, kube::Error> {
-    let owned = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_OWNER}={namespace}");
-    let owned = owned.as_str();
     let mut live = Live::default();
     let mut lists = Vec::new();
-    for kind in KINDS {
-        let used = in_use
-            .iter()
-            .any(|k| k.group == kind.group && k.kind == kind.kind);
+    for kind in in_use {
         if served.has(kind) {
-            lists.push(list_kind(client, namespace, kind, used, owned, served));
-        } else if used {
-            live.unserved.push(kind);
+            lists.push(list_kind(client, namespace, kind, served));
+        } else {
+            live.unserved.push(*kind);
         }
     }
     // A few LISTs at once: a pass then waits for the slowest, not the sum.
@@ -58,7 +51,6 @@ pub async fn list(
         match result? {
             Listed::Objects(objects) => live.objects.extend(objects),
             Listed::Unserved(kind) => live.unserved.push(kind),
-            Listed::Skipped => {}
         }
     }
     Ok(live)
@@ -105,34 +97,22 @@ const CONCURRENT_LISTS: usize = 8;
 enum Listed {
     Objects(Vec<Value>),
     Unserved(&'static IstioKind),
-    Skipped,
 }
 
 async fn list_kind(
     client: &Client,
     namespace: &str,
     kind: &'static IstioKind,
-    used: bool,
-    owned: &str,
     served: &Served,
 ) -> Result<Listed, kube::Error> {
     let resource = served.resource(kind);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let mut params = ListParams::default().limit(PAGE);
-    if !used {
-        params = params.labels(owned);
-    }
     let mut objects = Vec::new();
     loop {
         let list = match retry::call(|| api.list(&params), None).await {
             Ok(list) => list,
-            Err(e) if used && is_status(&e, 404) => return Ok(Listed::Unserved(kind)),
-            // A kind not in use that the caller may not list (the agent's Role
-            // leaves out EnvoyFilter unless --allow-kind) or the server does not
-            // serve holds nothing the caller applied.
-            Err(e) if !used && (is_status(&e, 403) || is_status(&e, 404)) => {
-                return Ok(Listed::Skipped);
-            }
+            Err(e) if is_status(&e, 404) => return Ok(Listed::Unserved(kind)),
             Err(e) => return Err(e),
         };
         let next = list.metadata.continue_.filter(|c| !c.is_empty());
