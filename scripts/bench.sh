@@ -30,9 +30,14 @@ trap 'rm -rf "$WORK"' EXIT
 
 section "scale: sync-agent and the plugin against the real test API server"
 GITOPS_BENCH_OUT=$WORK/scale.md GITOPS_BENCH_PLUGIN=$PWD/target/release/kubectl-gitops \
-    cargo test -q --release -p sync-agent --test bench bench_scale -- --ignored --nocapture 2>&1 |
-    grep -E '^bench:' || true
-[[ -s $WORK/scale.md ]] || { echo "bench_scale wrote no table" >&2; exit 1; }
+    cargo test -q --release -p sync-agent --test bench bench_scale -- --ignored --nocapture \
+    >"$WORK/scale.log" 2>&1 || true
+grep -E '^bench:' "$WORK/scale.log" || true
+if [[ ! -s $WORK/scale.md ]]; then
+    echo "bench_scale wrote no table; the end of its output:" >&2
+    tail -n 60 "$WORK/scale.log" >&2
+    exit 1
+fi
 
 section "Bookinfo: link swap -> Synced"
 cargo test -q --release -p sync-agent --test bench bench_bookinfo -- --ignored --nocapture 2>&1 |
