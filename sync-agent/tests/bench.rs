@@ -209,6 +209,11 @@ fn fmt_mib(kib: &[f64]) -> String {
     }
 }
 
+/// `(times, peaks)` of a command's runs, as `median ms (..), peak median MiB (..)`.
+fn fmt_runs(runs: &(Vec<f64>, Vec<f64>)) -> String {
+    format!("{}, peak {}", fmt_ms(&runs.0), fmt_mib(&runs.1))
+}
+
 /// Runs per figure (`GITOPS_BENCH_RUNS`, default 3).
 fn runs() -> usize {
     std::env::var("GITOPS_BENCH_RUNS")
@@ -299,6 +304,25 @@ fn timed(cmd: Command) -> (f64, f64, bool) {
         );
     }
     (wall, peak, result.status.success())
+}
+
+/// `sync-agent --once` on `gs`'s checkout for `ns`, logging warnings only.
+fn once_command(cluster: &TestCluster, gs: &GitSync, ns: &str) -> Command {
+    let root = gs.root();
+    let mut cmd = agent_command(
+        cluster,
+        ns,
+        &[
+            "--once",
+            "--listen=off",
+            "--repo",
+            root.to_str().unwrap(),
+            "--link",
+            gs.link_name(),
+        ],
+    );
+    cmd.env("RUST_LOG", "warn");
+    cmd
 }
 
 /// The server's floor: the same server-side apply requests, sent by a
@@ -438,23 +462,9 @@ fn bench_scale() {
             write_objects(&gs, &format!("once-{n}-{r}"), &objects);
         }
         gs.commit_and_publish("once").unwrap();
-        let root = gs.root();
         for r in 0..runs {
             let ns = format!("once-{n}-{r}");
-            let mut cmd = agent_command(
-                &cluster,
-                &ns,
-                &[
-                    "--once",
-                    "--listen=off",
-                    "--repo",
-                    root.to_str().unwrap(),
-                    "--link",
-                    gs.link_name(),
-                ],
-            );
-            cmd.env("RUST_LOG", "warn");
-            let (ms, peak, ok) = timed(cmd);
+            let (ms, peak, ok) = timed(once_command(&cluster, &gs, &ns));
             assert!(ok, "sync-agent --once on {n} objects");
             once_ms.push(ms);
             once_peak.push(peak);
@@ -470,13 +480,7 @@ fn bench_scale() {
             let gs = GitSync::new().unwrap();
             write_objects(&gs, &ns, &objects[..2]);
             gs.commit_and_publish("seed").unwrap();
-            let root = gs.root();
-            let agent = Agent::start_with_env(
-                &cluster.kubeconfig_path(),
-                &ns,
-                &["--repo", root.to_str().unwrap(), "--link", gs.link_name()],
-                &quiet,
-            );
+            let agent = Agent::gitsync_via(&cluster.kubeconfig_path(), &gs, &ns, &[], &quiet);
             wait_status(&agent, &cluster, "Synced", None);
             write_objects(&gs, &ns, &objects);
             let rev = gs.commit(&format!("{n} objects")).unwrap();
@@ -587,19 +591,12 @@ fn bench_scale() {
         let gs = GitSync::new().unwrap();
         write_objects(&gs, ns, &objects);
         gs.commit_and_publish("1000").unwrap();
-        let root = gs.root();
         let resync = 10;
-        let agent = Agent::start_with_env(
+        let agent = Agent::gitsync_via(
             &cluster.kubeconfig_path(),
+            &gs,
             ns,
-            &[
-                "--repo",
-                root.to_str().unwrap(),
-                "--link",
-                gs.link_name(),
-                "--resync",
-                &format!("{resync}s"),
-            ],
+            &["--resync", &format!("{resync}s")],
             &quiet,
         );
         wait_status(&agent, &cluster, "Synced", None);
@@ -681,21 +678,14 @@ fn bench_scale() {
             write_objects(&gs, &format!("fleet-{a}"), &objects);
         }
         gs.commit_and_publish("fleet").unwrap();
-        let root = gs.root();
         let resync = 30;
         let agents: Vec<Agent> = (0..agents_n)
             .map(|a| {
-                Agent::start_with_env(
+                Agent::gitsync_via(
                     &cluster.kubeconfig_path(),
+                    &gs,
                     &format!("fleet-{a}"),
-                    &[
-                        "--repo",
-                        root.to_str().unwrap(),
-                        "--link",
-                        gs.link_name(),
-                        "--resync",
-                        &format!("{resync}s"),
-                    ],
+                    &["--resync", &format!("{resync}s")],
                     &quiet,
                 )
             })
@@ -766,21 +756,7 @@ fn bench_scale() {
         let gs = GitSync::new().unwrap();
         write_objects(&gs, ns, &objects);
         gs.commit_and_publish("1000").unwrap();
-        let root = gs.root();
-        let mut cmd = agent_command(
-            &cluster,
-            ns,
-            &[
-                "--once",
-                "--listen=off",
-                "--repo",
-                root.to_str().unwrap(),
-                "--link",
-                gs.link_name(),
-            ],
-        );
-        cmd.env("RUST_LOG", "warn");
-        assert!(timed(cmd).2);
+        assert!(timed(once_command(&cluster, &gs, ns)).2);
         let repo = gs.source();
         let plugin_cmd = |args: &[&str]| {
             let mut cmd = Command::new(&plugin);
@@ -804,7 +780,7 @@ fn bench_scale() {
         }
         table.row(
             "plugin: `diff -n` on 1,000 objects (in sync)",
-            format!("{}, peak {}", fmt_ms(&diff.0), fmt_mib(&diff.1)),
+            fmt_runs(&diff),
             "",
         );
         table.row(
@@ -812,7 +788,7 @@ fn bench_scale() {
                 "plugin: `validate -A` on the repo ({} objects)",
                 gs_object_count(&repo)
             ),
-            format!("{}, peak {}", fmt_ms(&validate.0), fmt_mib(&validate.1)),
+            fmt_runs(&validate),
             "",
         );
 
@@ -844,16 +820,8 @@ fn bench_scale() {
             commit.0.push(ms);
             commit.1.push(peak);
         }
-        table.row(
-            "plugin: `stage` of 100 files",
-            format!("{}, peak {}", fmt_ms(&stage.0), fmt_mib(&stage.1)),
-            "",
-        );
-        table.row(
-            "plugin: `commit` of 100 files",
-            format!("{}, peak {}", fmt_ms(&commit.0), fmt_mib(&commit.1)),
-            "",
-        );
+        table.row("plugin: `stage` of 100 files", fmt_runs(&stage), "");
+        table.row("plugin: `commit` of 100 files", fmt_runs(&commit), "");
     }
 
     // binary sizes

@@ -177,11 +177,7 @@ fn worktrees_deleted_while_read_never_cause_a_partial_apply() {
 #[test]
 fn sigterm_during_an_apply_finishes_it_and_exits_0() {
     let cluster = cluster();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let proxy = runtime
-        .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
-        .unwrap();
-    let kubeconfig = kubeconfig_via(&cluster, &proxy);
+    let (_runtime, proxy, kubeconfig) = proxied(&cluster);
 
     let gs = GitSync::new().unwrap();
     let names: Vec<String> = (0..6).map(|i| format!("svc-{i}")).collect();

@@ -211,11 +211,7 @@ fn a_revision_above_the_limits_is_refused_whole() {
 #[test]
 fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
     let cluster = cluster();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let proxy = runtime
-        .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
-        .unwrap();
-    let kubeconfig = kubeconfig_via(&cluster, &proxy);
+    let (_runtime, proxy, kubeconfig) = proxied(&cluster);
 
     let gs = GitSync::new().unwrap();
     gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
@@ -223,19 +219,7 @@ fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
     gs.write("namespaces/team-a/dr-ratings.yaml", dr("ratings"))
         .unwrap();
     let rev = gs.commit_and_publish("two").unwrap();
-    let root = gs.root();
-    let agent = Agent::start_with(
-        &kubeconfig,
-        "team-a",
-        &[
-            "--repo",
-            root.to_str().unwrap(),
-            "--link",
-            gs.link_name(),
-            "--resync",
-            "1s",
-        ],
-    );
+    let agent = Agent::gitsync_via(&kubeconfig, &gs, "team-a", &["--resync", "1s"], &[]);
     wait_status(&agent, &cluster, "Synced", Some(&rev));
 
     proxy.set_latency(Duration::from_secs(2));
@@ -413,29 +397,16 @@ fn two_agents_in_one_namespace_never_prune_each_other() {
 #[test]
 fn writes_to_the_gitopssync_never_make_the_only_agent_stand_by() {
     let cluster = cluster();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let proxy = runtime
-        .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
-        .unwrap();
-    let kubeconfig = kubeconfig_via(&cluster, &proxy);
+    let (_runtime, proxy, kubeconfig) = proxied(&cluster);
     let gs = GitSync::new().unwrap();
     gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
         .unwrap();
     let rev = gs.commit_and_publish("reviews").unwrap();
-    let root = gs.root();
-    let agent = Agent::start_with_env(
+    let agent = Agent::gitsync_via(
         &kubeconfig,
+        &gs,
         "team-a",
-        &[
-            "--repo",
-            root.to_str().unwrap(),
-            "--link",
-            gs.link_name(),
-            "--resync",
-            "1s",
-            "--lease-duration",
-            "3s",
-        ],
+        &["--resync", "1s", "--lease-duration", "3s"],
         &[("POD_NAME", "only-replica")],
     );
     wait_status(&agent, &cluster, "Synced", Some(&rev));

@@ -86,6 +86,19 @@ pub fn synced_agent(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, S
     (gs, agent, rev)
 }
 
+/// A fault proxy in front of `cluster`'s server, the runtime it runs on
+/// (keep it alive as long as the proxy), and a kubeconfig through it.
+pub fn proxied(
+    cluster: &TestCluster,
+) -> (tokio::runtime::Runtime, gitops_tests::FaultProxy, PathBuf) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime
+        .block_on(gitops_tests::FaultProxy::start(cluster.server_addr()))
+        .unwrap();
+    let kubeconfig = kubeconfig_via(cluster, &proxy);
+    (runtime, proxy, kubeconfig)
+}
+
 /// A kubeconfig of `cluster` that reaches its server through `proxy`.
 pub fn kubeconfig_via(cluster: &TestCluster, proxy: &gitops_tests::FaultProxy) -> PathBuf {
     let kubeconfig = cluster.dir().join("kubeconfig-via-proxy");
@@ -168,10 +181,22 @@ impl Agent {
 
     /// An agent on a git-sync volume: `--repo <root> --link repo -n <ns>`.
     pub fn gitsync(cluster: &TestCluster, gs: &GitSync, ns: &str, extra: &[&str]) -> Agent {
+        Agent::gitsync_via(&cluster.kubeconfig_path(), gs, ns, extra, &[])
+    }
+
+    /// [`Agent::gitsync`] with another kubeconfig (through a proxy, say) and
+    /// environment variables.
+    pub fn gitsync_via(
+        kubeconfig: &Path,
+        gs: &GitSync,
+        ns: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let root = gs.root();
         let mut args = vec!["--repo", root.to_str().unwrap(), "--link", gs.link_name()];
         args.extend_from_slice(extra);
-        Agent::start(cluster, ns, &args)
+        Agent::start_with_env(kubeconfig, ns, &args, env)
     }
 
     /// SIGKILL: no chance to finish or release anything.
