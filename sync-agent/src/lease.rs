@@ -114,15 +114,15 @@ impl Lease {
     /// So a 409 reads the object again, and only a holder that is not us
     /// makes this replica stand by.
     pub async fn try_hold(&mut self) -> Result<Holder, kube::Error> {
-        for _ in 1..CONFLICT_ATTEMPTS {
+        for _ in 0..CONFLICT_ATTEMPTS {
             if let Some(holder) = self.try_hold_once().await? {
                 return Ok(holder);
             }
         }
-        Ok(self.try_hold_once().await?.unwrap_or(Holder::Other {
+        Ok(Holder::Other {
             holder: "(another replica, just now)".into(),
             renewed: String::new(),
-        }))
+        })
     }
 
     /// One read-decide-write of [`Lease::try_hold`]; `None` when the write

@@ -25,12 +25,15 @@ pub fn gitopssync_resource() -> ApiResource {
     ApiResource::erase::<crate::gitopssync::GitOpsSync>(&())
 }
 
+/// (group, kind) of an Istio kind -> the versions of it the server serves
+/// (only those [`IstioKind::versions`] knows).
+type Table = BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>>;
+
 /// Which versions of each Istio kind the API server serves.
 #[derive(Debug, Clone, Default)]
 pub struct Served {
     /// `None`: discovery was not read; every version we know is assumed.
-    /// Else (group, kind) -> the versions served.
-    by_kind: Option<BTreeMap<(String, String), BTreeSet<String>>>,
+    by_kind: Option<Table>,
 }
 
 impl Served {
@@ -65,31 +68,35 @@ impl Served {
                 .await?
             }
         };
-        let mut by_kind: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for group in discovery.groups() {
-            for version in group.versions() {
-                for (ar, _) in group.versioned_resources(version) {
-                    by_kind
-                        .entry((ar.group.clone(), ar.kind.clone()))
-                        .or_default()
-                        .insert(ar.version.clone());
-                }
-            }
-        }
-        Ok(Self {
-            by_kind: Some(by_kind),
-        })
+        let resources: Vec<ApiResource> = discovery
+            .groups()
+            .flat_map(|group| {
+                group
+                    .versions()
+                    .flat_map(|version| group.versioned_resources(version))
+                    .map(|(ar, _)| ar)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(Self::from_table(resources.iter().map(|ar| {
+            (ar.group.as_str(), ar.kind.as_str(), ar.version.as_str())
+        })))
     }
 
-    /// From a table of what is served, for tests and for callers that read
-    /// discovery some other way.
+    /// From `(group, kind, version)` rows of what is served, as discovery
+    /// lists them; rows of other kinds and versions are left out.
     pub fn from_table<'a>(served: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Self {
-        let mut by_kind: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let mut by_kind = Table::new();
         for (group, kind, version) in served {
-            by_kind
-                .entry((group.to_string(), kind.to_string()))
-                .or_default()
-                .insert(version.to_string());
+            let Some(known) = gitops_shared::kinds::lookup(group, kind) else {
+                continue;
+            };
+            if let Some(version) = known.versions.iter().find(|v| **v == version) {
+                by_kind
+                    .entry((known.group, known.kind))
+                    .or_default()
+                    .insert(version);
+            }
         }
         Self {
             by_kind: Some(by_kind),
@@ -132,14 +139,10 @@ impl Served {
         api_resource(kind, self.preferred(kind))
     }
 
-    fn versions_of(&self, kind: &IstioKind) -> Option<&BTreeSet<String>> {
-        static NONE: BTreeSet<String> = BTreeSet::new();
+    fn versions_of(&self, kind: &IstioKind) -> Option<&BTreeSet<&'static str>> {
+        static NONE: BTreeSet<&'static str> = BTreeSet::new();
         let table = self.by_kind.as_ref()?;
-        Some(
-            table
-                .get(&(kind.group.to_string(), kind.kind.to_string()))
-                .unwrap_or(&NONE),
-        )
+        Some(table.get(&(kind.group, kind.kind)).unwrap_or(&NONE))
     }
 }
 

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeSet;
 
+use gitops_kube::gitopssync::{Phase, SyncStatus, rfc3339};
 use gitops_shared::{
     ObjectKey,
     plan::{Action, Drift, Plan},
 };
 use k8s_openapi::jiff::Timestamp;
 
-use super::status::{Phase, SyncStatus, rfc3339};
 use crate::apply::Applied;
 
 /// One pass that wrote what it had to (or had nothing to write).
@@ -218,7 +218,7 @@ mod tests {
     use gitops_shared::plan::Step;
 
     use super::*;
-    use crate::report::status::ConditionStatus;
+    use gitops_kube::gitopssync::ConditionStatus;
 
     const NET: &str = "networking.istio.io";
 

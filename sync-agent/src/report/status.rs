@@ -2,9 +2,7 @@
 //! ("Ownership, inventory and status in the cluster").
 
 use gitops_kube::gitopssync::GitOpsSync;
-pub use gitops_kube::gitopssync::{
-    Condition, ConditionStatus, DriftEntry, InventoryEntry, Phase, SyncStatus, rfc3339,
-};
+pub use gitops_kube::gitopssync::{Phase, SyncStatus};
 use gitops_shared::gitopssync;
 use kube::{
     Api, Client,
