@@ -179,6 +179,8 @@ impl Agent {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "reconcile done"
         );
+        // What the pass parsed and listed is freed; idle, hold none of it.
+        crate::memory::release_freed();
         result
     }
 
