@@ -166,32 +166,129 @@ pub fn plan(
     inventory: &[ObjectKey],
     opts: &PlanOptions,
 ) -> Result<Plan, PlanRefusal> {
-    let Ok(desired) = desired else {
-        return Err(PlanRefusal::LoadFailed);
-    };
-    let ns = desired.namespace.as_str();
-    let inventory: BTreeSet<&ObjectKey> = inventory.iter().collect();
-    let mut live_by_key: BTreeMap<ObjectKey, &Value> = BTreeMap::new();
+    let mut planner = Planner::new(desired, inventory, opts, KeepLive::Whole)?;
     for object in live {
-        if let Some(key) = ObjectKey::of(object) {
-            live_by_key.insert(key, object);
+        planner.add(object.clone());
+    }
+    planner.finish()
+}
+
+/// How much of a live object a [`Step`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepLive {
+    /// All of it (`kubectl gitops diff` shows it).
+    Whole,
+    /// `apiVersion`, `kind` and `metadata`: what an apply reads (the
+    /// resource version, and the managed fields it takes over).
+    Metadata,
+}
+
+/// [`plan`], fed one live object at a time: each is compared as it comes and
+/// dropped, so a namespace of thousands is never held whole (the agent feeds
+/// it a LIST page at a time). The plan is the same in any order of `add`.
+#[derive(Debug)]
+pub struct Planner<'a> {
+    desired: &'a DesiredSet,
+    opts: &'a PlanOptions,
+    keep: KeepLive,
+    inventory: BTreeSet<&'a ObjectKey>,
+    /// Desired key -> index in `desired.manifests`; `true` once its live
+    /// object was seen.
+    wanted: BTreeMap<ObjectKey, (usize, bool)>,
+    plan: Plan,
+    owned_not_wanted: Vec<Step>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(
+        desired: &'a Result<DesiredSet, LoadError>,
+        inventory: &'a [ObjectKey],
+        opts: &'a PlanOptions,
+        keep: KeepLive,
+    ) -> Result<Self, PlanRefusal> {
+        let Ok(desired) = desired else {
+            return Err(PlanRefusal::LoadFailed);
+        };
+        let wanted = desired
+            .manifests
+            .iter()
+            .enumerate()
+            // policy refused unknown kinds already; a DesiredSet never holds one
+            .filter(|(_, m)| kinds::lookup(&m.group, &m.kind).is_some())
+            .map(|(i, m)| (m.key(), (i, false)))
+            .collect();
+        Ok(Self {
+            desired,
+            opts,
+            keep,
+            inventory: inventory.iter().collect(),
+            wanted,
+            plan: Plan::default(),
+            owned_not_wanted: Vec::new(),
+        })
+    }
+
+    /// One live object of a kind in use (a second object with the same key
+    /// is ignored).
+    pub fn add(&mut self, live: Value) {
+        let Some(key) = ObjectKey::of(&live) else {
+            return;
+        };
+        match self.wanted.get_mut(&key) {
+            Some((_, true)) => {}
+            Some((index, seen)) => {
+                *seen = true;
+                let index = *index;
+                self.step(index, key, Some(live));
+            }
+            None => self.unwanted(key, live),
         }
     }
 
-    let mut plan = Plan::default();
-    let mut wanted = BTreeSet::new();
-    for m in &desired.manifests {
+    /// The plan, once every live object was added.
+    pub fn finish(mut self) -> Result<Plan, PlanRefusal> {
+        let wanted = std::mem::take(&mut self.wanted);
+        for (key, (index, seen)) in &wanted {
+            if !seen {
+                self.step(*index, key.clone(), None);
+            }
+        }
+        let desired = self.desired;
+        if desired.manifests.is_empty() && !desired.allow_empty {
+            let owned = self.owned_not_wanted.len().max(self.inventory.len());
+            if owned > 0 {
+                return Err(PlanRefusal::WouldEmpty { owned });
+            }
+        }
+        let mut plan = self.plan;
+        if self.opts.prune {
+            plan.prune = self.owned_not_wanted;
+        }
+        plan.apply
+            .sort_by(|a, b| (a.kind.apply_rank, &a.key).cmp(&(b.kind.apply_rank, &b.key)));
+        plan.unchanged
+            .sort_by(|a, b| (a.kind.apply_rank, &a.key).cmp(&(b.kind.apply_rank, &b.key)));
+        plan.prune.sort_by(|a, b| {
+            (std::cmp::Reverse(a.kind.apply_rank), &a.key)
+                .cmp(&(std::cmp::Reverse(b.kind.apply_rank), &b.key))
+        });
+        plan.drift.sort();
+        plan.desired = wanted.into_keys().collect();
+        Ok(plan)
+    }
+
+    /// The step of desired manifest `index` against its live object.
+    fn step(&mut self, index: usize, key: ObjectKey, live: Option<Value>) {
+        let m = &self.desired.manifests[index];
         let Some(kind) = kinds::lookup(&m.group, &m.kind) else {
-            continue; // policy refused it already; a DesiredSet never holds one
+            return;
         };
-        let key = m.key();
-        wanted.insert(key.clone());
+        let ns = self.desired.namespace.as_str();
         let source_path = m.source.file.to_string_lossy();
-        let (object, hash) = desired_object(&m.object, ns, &opts.agent, &source_path);
-        let live = live_by_key.get(&key).copied();
-        let (action, reason) = match live {
-            None if inventory.contains(&key) => {
-                plan.drift.push(Drift {
+        let (object, hash) = desired_object(&m.object, ns, &self.opts.agent, &source_path);
+        let (action, reason) = match &live {
+            None if self.inventory.contains(&key) => {
+                self.plan.drift.push(Drift {
                     key: key.clone(),
                     reason: "missing: deleted outside Git".into(),
                 });
@@ -230,7 +327,7 @@ pub fn plan(
                     }
                     None => (Action::Update, "hash annotation differs".to_string()),
                     Some(diff) if live_hash == Some(hash.as_str()) => {
-                        plan.drift.push(Drift {
+                        self.plan.drift.push(Drift {
                             key: key.clone(),
                             reason: diff.clone(),
                         });
@@ -240,78 +337,69 @@ pub fn plan(
                 }
             }
         };
-        let step = Step {
+        let source = Some(m.source.clone());
+        if action == Action::Unchanged {
+            // Nothing to write: the objects are not kept (a no-op pass over
+            // many objects would otherwise hold each twice more).
+            self.plan.unchanged.push(Step {
+                action,
+                key,
+                kind,
+                reason,
+                object: None,
+                source,
+                hash: Some(hash),
+                live: None,
+            });
+            return;
+        }
+        self.plan.apply.push(Step {
             action,
             key,
             kind,
             reason,
             object: Some(object),
-            source: Some(m.source.clone()),
+            source,
             hash: Some(hash),
-            live: live.cloned(),
-        };
-        if action == Action::Unchanged {
-            // Nothing to write: the objects are not kept (a no-op pass over
-            // many objects would otherwise hold each twice more).
-            plan.unchanged.push(Step {
-                object: None,
-                live: None,
-                ..step
-            });
-        } else {
-            plan.apply.push(step);
-        }
+            live: live.map(|l| self.kept(l)),
+        });
     }
 
-    // Owned objects that left Git: in the inventory, or carrying both labels.
-    let mut owned_not_wanted = Vec::new();
-    for (key, live) in &live_by_key {
-        if wanted.contains(key) {
-            continue;
-        }
-        if !(inventory.contains(key) || is_owned_by(live, ns, &opts.agent)) {
-            continue; // someone else's: never pruned, never drift
+    /// A live object that Git does not ask for: a prune when it is owned.
+    fn unwanted(&mut self, key: ObjectKey, live: Value) {
+        let ns = self.desired.namespace.as_str();
+        if !(self.inventory.contains(&key) || is_owned_by(&live, ns, &self.opts.agent)) {
+            return; // someone else's: never pruned, never drift
         }
         let Some(kind) = kinds::lookup(&key.group, &key.kind) else {
-            continue;
+            return;
         };
-        plan.drift.push(Drift {
+        self.plan.drift.push(Drift {
             key: key.clone(),
             reason: "not in Git".into(),
         });
-        owned_not_wanted.push(Step {
+        let live = self.kept(live);
+        self.owned_not_wanted.push(Step {
             action: Action::Prune,
-            key: key.clone(),
+            key,
             kind,
             reason: "no longer in Git".into(),
             object: None,
             source: None,
             hash: None,
-            live: Some((*live).clone()),
+            live: Some(live),
         });
     }
 
-    if desired.manifests.is_empty() && !desired.allow_empty {
-        let owned = owned_not_wanted.len().max(inventory.len());
-        if owned > 0 {
-            return Err(PlanRefusal::WouldEmpty { owned });
+    fn kept(&self, live: Value) -> Value {
+        match (self.keep, live) {
+            (KeepLive::Metadata, Value::Object(mut map)) => {
+                map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
+                Value::Object(map)
+            }
+            (_, live) => live,
         }
     }
-    if opts.prune {
-        plan.prune = owned_not_wanted;
-    }
-
-    plan.apply
-        .sort_by(|a, b| (a.kind.apply_rank, &a.key).cmp(&(b.kind.apply_rank, &b.key)));
-    plan.unchanged
-        .sort_by(|a, b| (a.kind.apply_rank, &a.key).cmp(&(b.kind.apply_rank, &b.key)));
-    plan.prune.sort_by(|a, b| {
-        (std::cmp::Reverse(a.kind.apply_rank), &a.key)
-            .cmp(&(std::cmp::Reverse(b.kind.apply_rank), &b.key))
-    });
-    plan.drift.sort();
-    plan.desired = wanted.into_iter().collect();
-    Ok(plan)
 }
 
 /// The first field that `desired` sets and `live` does not have with the same
@@ -629,6 +717,69 @@ mod tests {
         .unwrap();
         assert!(no_prune.prune.is_empty());
         assert_eq!(no_prune.drift.len(), 3, "still reported");
+    }
+
+    #[test]
+    fn a_planner_fed_a_page_at_a_time_plans_as_the_whole_list_does() {
+        let before = desired(
+            &[
+                vs("reviews").route("v1", 100).yaml(),
+                dr("reviews"),
+                dr("ratings"),
+            ],
+            false,
+        );
+        let mut live = applied(&before);
+        live[1]["spec"]["host"] = json!("edited-live");
+        let after = desired(
+            &[
+                vs("reviews").route("v1", 50).route("v2", 50).yaml(),
+                dr("reviews"),
+                dr("details"),
+            ],
+            false,
+        );
+        let inv = inventory(&live);
+        let opts = PlanOptions::default();
+        let whole = plan(&after, &live, &inv, &opts).unwrap();
+        // reversed, one at a time, a duplicate ignored, live kept as metadata
+        let mut planner = Planner::new(&after, &inv, &opts, KeepLive::Metadata).unwrap();
+        for object in live.iter().rev().chain(live.first()) {
+            planner.add(object.clone());
+        }
+        let paged = planner.finish().unwrap();
+        let summary = |p: &Plan| -> Vec<(Action, String, String)> {
+            p.steps()
+                .map(|s| (s.action, s.key.to_string(), s.reason.clone()))
+                .collect()
+        };
+        assert_eq!(summary(&paged), summary(&whole));
+        assert_eq!(paged.drift, whole.drift);
+        assert_eq!(paged.desired, whole.desired);
+        assert_eq!(
+            keys(&paged.apply),
+            [
+                "DestinationRule/details",
+                "DestinationRule/reviews",
+                "VirtualService/reviews"
+            ]
+        );
+        assert_eq!(keys(&paged.prune), ["DestinationRule/ratings"]);
+        // what a step keeps of a live object: its metadata, for the apply
+        for step in paged.apply.iter().chain(&paged.prune) {
+            let Some(kept) = &step.live else { continue };
+            assert!(
+                kept.get("spec").is_none() && kept.get("status").is_none(),
+                "{kept}"
+            );
+            assert_eq!(kept["metadata"]["resourceVersion"], "7");
+            assert!(kept["kind"].is_string() && kept["apiVersion"].is_string());
+        }
+        let whole_live = whole.apply.iter().find_map(|s| s.live.as_ref()).unwrap();
+        assert!(
+            whole_live.get("spec").is_some(),
+            "diff shows the whole object"
+        );
     }
 
     #[test]

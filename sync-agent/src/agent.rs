@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use gitops_kube::{live, resources::Served};
-use gitops_shared::plan::{Action, Plan, kinds_in_use};
+use gitops_shared::plan::{Action, Plan, Planner, kinds_in_use};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::DynamicObject};
 use tokio::{net::TcpListener, time::Instant};
@@ -278,12 +278,25 @@ impl Agent {
                 .chain(inventory.iter().cloned())
                 .collect();
         }
-        let live = live::list(&self.clients.requests, &self.cfg.namespace, &kinds, &served)
-            .await
-            .map_err(|e| SyncError::api("listing live objects", e))?;
-        if !live.unserved.is_empty() {
-            let kinds: Vec<String> = live
-                .unserved
+        // The plan is made a LIST page at a time: a live object is compared
+        // as it arrives and only what a step needs of it is kept.
+        let opts = plan::options(&self.cfg.name);
+        let mut planner = plan::planner(&loaded.desired, &inventory, &opts);
+        let unserved = live::list_pages(
+            &self.clients.requests,
+            &self.cfg.namespace,
+            &kinds,
+            &served,
+            |_, page| {
+                if let Ok(planner) = &mut planner {
+                    page.into_iter().for_each(|object| planner.add(object));
+                }
+            },
+        )
+        .await
+        .map_err(|e| SyncError::api("listing live objects", e))?;
+        if !unserved.is_empty() {
+            let kinds: Vec<String> = unserved
                 .iter()
                 .map(|k| format!("{} ({})", k.kind, k.group))
                 .collect();
@@ -291,23 +304,20 @@ impl Agent {
                 kinds: kinds.join(", "),
             });
         }
-        let live = live.objects;
 
         // 5. decide
         let decision = decide::decide(
             &loaded,
             &control,
-            &live,
-            &inventory,
+            planner.and_then(Planner::finish),
             Settings::of(&self.cfg),
             Memory {
                 applied_digest: self.applied_digest.as_deref(),
                 reported_revision: &self.status.revision,
             },
         )?;
-        // The plan holds what is written; the parsed revision and the live
-        // objects are not needed while it is.
-        drop(live);
+        // The plan holds what is written; the parsed revision is not needed
+        // while it is.
         let mut loaded = loaded;
         if let Ok(desired) = &mut loaded.desired {
             desired.manifests = Vec::new();

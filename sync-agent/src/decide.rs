@@ -1,16 +1,15 @@
 //! What one pass does, decided without the cluster: the loaded revision, the
-//! agent's `GitOpsSync` (suspend, the last status), the live objects, the
-//! inventory and the flags go in; what to write comes out. Every safety
+//! agent's `GitOpsSync` (suspend, the last status), the plan against the
+//! live objects and the flags go in; what to write comes out. Every safety
 //! rule of the agent is here, in plain functions the unit tests below call.
 //!
 //! The runner ([`crate::agent`]) does the I/O around it: load, read the
 //! control object, list the live objects, then carry out the [`Decision`].
 
 use gitops_shared::{
-    DesiredSet, ObjectKey,
-    plan::{Action, Plan},
+    DesiredSet,
+    plan::{Action, Plan, PlanRefusal},
 };
-use serde_json::Value;
 
 use crate::{config::Config, error::SyncError, load::Loaded, plan, report::status::Control};
 
@@ -99,20 +98,18 @@ pub fn admit(loaded: &Loaded) -> Result<&DesiredSet, SyncError> {
     }
 }
 
-/// Decide one pass of an admitted revision against the live objects.
+/// Decide one pass of an admitted revision, given its plan against the live
+/// objects (or why there is none).
 pub fn decide(
     loaded: &Loaded,
     control: &Control,
-    live: &[Value],
-    inventory: &[ObjectKey],
+    planned: Result<Plan, PlanRefusal>,
     settings: Settings<'_>,
     memory: Memory<'_>,
 ) -> Result<Decision, SyncError> {
-    let plan = plan::make(&loaded.desired, live, inventory, settings.name).map_err(|refusal| {
-        SyncError::PruneRefused {
-            revision: loaded.revision.clone(),
-            refusal,
-        }
+    let plan = planned.map_err(|refusal| SyncError::PruneRefused {
+        revision: loaded.revision.clone(),
+        refusal,
     })?;
     if settings.dry_run {
         return Ok(Decision::Print { plan });
@@ -155,9 +152,10 @@ pub fn counts(plan: &Plan) -> [(&'static str, usize); 4] {
 mod tests {
     use super::*;
     use gitops_shared::{
-        ANNOTATION_HASH, LABEL_MANAGED_BY, LoadError, ManifestError,
+        ANNOTATION_HASH, LABEL_MANAGED_BY, LoadError, ManifestError, ObjectKey,
         manifest::{LoadOptions, Problem, parse_str},
     };
+    use serde_json::Value;
     use std::path::Path;
 
     const NS: &str = "team-a";
@@ -209,6 +207,19 @@ mod tests {
         live.iter().filter_map(ObjectKey::of).collect()
     }
 
+    /// [`decide`] with the plan of `l` against `live`.
+    fn decide_on(
+        l: &Loaded,
+        control: &Control,
+        live: &[Value],
+        inventory: &[ObjectKey],
+        settings: Settings<'_>,
+        memory: Memory<'_>,
+    ) -> Result<Decision, SyncError> {
+        let planned = plan::make(&l.desired, live, inventory, settings.name);
+        decide(l, control, planned, settings, memory)
+    }
+
     fn run(
         l: &Loaded,
         control: &Control,
@@ -216,7 +227,7 @@ mod tests {
         settings: Settings<'_>,
         memory: Memory<'_>,
     ) -> Decision {
-        decide(l, control, live, &keys(live), settings, memory).unwrap()
+        decide_on(l, control, live, &keys(live), settings, memory).unwrap()
     }
 
     #[test]
@@ -310,7 +321,7 @@ mod tests {
             name: "other-agent",
             ..settings()
         };
-        let d = decide(
+        let d = decide_on(
             &l,
             &Control::default(),
             &live,
@@ -326,7 +337,7 @@ mod tests {
         for o in &mut theirs {
             o["metadata"]["labels"] = Value::Object(Default::default());
         }
-        let d = decide(
+        let d = decide_on(
             &l,
             &Control::default(),
             &theirs,
@@ -439,7 +450,7 @@ mod tests {
     fn emptying_the_namespace_is_refused() {
         let live = live_after(&loaded("c1", &[DR, VS]));
         let empty = loaded("c2", &[]);
-        let e = decide(
+        let e = decide_on(
             &empty,
             &Control::default(),
             &live,
@@ -483,7 +494,7 @@ mod tests {
         assert!(!e.retry_soon());
         // and the plan refuses it as well, should a caller skip admit
         let live = live_after(&loaded("c1", &[DR]));
-        let e = decide(
+        let e = decide_on(
             &l,
             &Control::default(),
             &live,
@@ -514,7 +525,7 @@ mod tests {
         let mut live = live_after(&l);
         let inventory = keys(&live);
         live[0]["metadata"]["labels"] = Value::Object(Default::default());
-        let d = decide(
+        let d = decide_on(
             &l,
             &Control::default(),
             &live,

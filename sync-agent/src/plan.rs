@@ -1,30 +1,49 @@
 //! Desired against live, with the shared core: the live objects come from
 //! `gitops_kube::live::list` (the same listing as `kubectl gitops diff`),
-//! the plan from `gitops_shared::plan::plan`.
+//! the plan from `gitops_shared::plan::Planner`, a page at a time.
 
 use std::fmt::Write as _;
 
 use gitops_shared::{
     DesiredSet, IstioKind, LoadError, ObjectKey,
     hash::bytes_hash,
-    plan::{self, Action, Plan, PlanOptions, PlanRefusal},
+    plan::{Action, KeepLive, Plan, PlanOptions, PlanRefusal, Planner},
 };
 use serde_json::Value;
 
-/// The plan for a desired set. Always planned with prune on: with
+/// The options of the agent's plans. Always planned with prune on: with
 /// `--no-prune` the loop leaves the prune steps undone, and still knows
 /// what it keeps owning.
+pub fn options(agent: &str) -> PlanOptions {
+    PlanOptions {
+        prune: true,
+        agent: agent.to_string(),
+    }
+}
+
+/// A planner for a desired set, fed the live objects a LIST page at a time;
+/// its steps keep only the metadata of live objects (what the apply reads).
+pub fn planner<'a>(
+    desired: &'a Result<DesiredSet, LoadError>,
+    inventory: &'a [ObjectKey],
+    opts: &'a PlanOptions,
+) -> Result<Planner<'a>, PlanRefusal> {
+    Planner::new(desired, inventory, opts, KeepLive::Metadata)
+}
+
+/// The plan for a desired set against all of `live` at once.
 pub fn make(
     desired: &Result<DesiredSet, LoadError>,
     live: &[Value],
     inventory: &[ObjectKey],
     agent: &str,
 ) -> Result<Plan, PlanRefusal> {
-    let opts = PlanOptions {
-        prune: true,
-        agent: agent.to_string(),
-    };
-    plan::plan(desired, live, inventory, &opts)
+    let opts = options(agent);
+    let mut planner = planner(desired, inventory, &opts)?;
+    for object in live {
+        planner.add(object.clone());
+    }
+    planner.finish()
 }
 
 /// A digest of what Git asks for (every desired object's hash, and the file

@@ -2,7 +2,7 @@
 //! for `kubectl gitops diff`/`status` and for the agent, so the two agree
 //! about drift.
 
-use futures::{StreamExt as _, stream};
+use futures::{Stream, StreamExt as _, stream};
 use gitops_shared::{IstioKind, managed};
 use kube::{
     Client,
@@ -28,32 +28,54 @@ pub struct Live {
 /// use (desired or in the inventory), one LIST per kind (DESIGN.md, "Plan"),
 /// read in pages. Not label-selected, so the plan can tell "someone stripped
 /// our labels" from "deleted" and adopt a same-named object as an update.
-/// The LISTs go a few at once, each retried by [`retry::call`]; objects come
-/// in the order of `in_use`.
+/// Objects come in the order of `in_use`.
 pub async fn list(
     client: &Client,
     namespace: &str,
     in_use: &[&'static IstioKind],
     served: &Served,
 ) -> Result<Live, kube::Error> {
-    let mut live = Live::default();
+    let mut by_kind: Vec<Vec<Value>> = vec![Vec::new(); in_use.len()];
+    let unserved = list_pages(client, namespace, in_use, served, |kind, page| {
+        by_kind[kind].extend(page);
+    })
+    .await?;
+    Ok(Live {
+        objects: by_kind.into_iter().flatten().collect(),
+        unserved,
+    })
+}
+
+/// [`list`], a page at a time: `page(i, objects)` gets each page of kind
+/// `in_use[i]` as it arrives (a kind's pages in order), so the caller can
+/// keep what it needs of each object and drop the rest. The LISTs go a few
+/// at once, each retried by [`retry::call`]. Returns the kinds in use that
+/// the server does not serve.
+pub async fn list_pages(
+    client: &Client,
+    namespace: &str,
+    in_use: &[&'static IstioKind],
+    served: &Served,
+    mut page: impl FnMut(usize, Vec<Value>),
+) -> Result<Vec<&'static IstioKind>, kube::Error> {
+    let mut unserved = Vec::new();
     let mut lists = Vec::new();
-    for kind in in_use {
+    for (i, kind) in in_use.iter().enumerate() {
         if served.has(kind) {
-            lists.push(list_kind(client, namespace, kind, served));
+            lists.push(Box::pin(kind_pages(client, namespace, i, kind, served)));
         } else {
-            live.unserved.push(*kind);
+            unserved.push(*kind);
         }
     }
     // A few LISTs at once: a pass then waits for the slowest, not the sum.
-    let mut results = stream::iter(lists).buffered(CONCURRENT_LISTS);
-    while let Some(result) = results.next().await {
+    let mut pages = stream::iter(lists).flatten_unordered(CONCURRENT_LISTS);
+    while let Some(result) = pages.next().await {
         match result? {
-            Listed::Objects(objects) => live.objects.extend(objects),
-            Listed::Unserved(kind) => live.unserved.push(kind),
+            Listed::Objects(i, objects) => page(i, objects),
+            Listed::Unserved(kind) => unserved.push(kind),
         }
     }
-    Ok(live)
+    Ok(unserved)
 }
 
 /// Objects per page of a LIST: a namespace of thousands is read a page at a
@@ -95,35 +117,55 @@ fn into_value(
 const CONCURRENT_LISTS: usize = 8;
 
 enum Listed {
-    Objects(Vec<Value>),
+    /// A page of the kind at this index of `in_use`.
+    Objects(usize, Vec<Value>),
     Unserved(&'static IstioKind),
 }
 
-async fn list_kind(
-    client: &Client,
-    namespace: &str,
+/// Where a kind's LIST is: the next page to read, or done.
+enum Cursor {
+    Next(ListParams),
+    Done,
+}
+
+/// The pages of one kind's LIST, as a stream.
+fn kind_pages<'a>(
+    client: &'a Client,
+    namespace: &'a str,
+    index: usize,
     kind: &'static IstioKind,
     served: &Served,
-) -> Result<Listed, kube::Error> {
+) -> impl Stream<Item = Result<Listed, kube::Error>> + 'a {
     let resource = served.resource(kind);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let mut params = ListParams::default().limit(PAGE);
-    let mut objects = Vec::new();
-    loop {
-        let list = match retry::call(|| api.list(&params), None).await {
-            Ok(list) => list,
-            Err(e) if is_status(&e, 404) => return Ok(Listed::Unserved(kind)),
-            Err(e) => return Err(e),
-        };
-        let next = list.metadata.continue_.filter(|c| !c.is_empty());
-        objects.reserve(list.items.len());
-        for item in list.items {
-            objects.push(into_value(item, &resource)?);
+    let first = Cursor::Next(ListParams::default().limit(PAGE));
+    stream::try_unfold(first, move |cursor| {
+        let api = api.clone();
+        let resource = resource.clone();
+        async move {
+            let Cursor::Next(mut params) = cursor else {
+                return Ok(None);
+            };
+            let list = match retry::call(|| api.list(&params), None).await {
+                Ok(list) => list,
+                Err(e) if is_status(&e, 404) => {
+                    return Ok(Some((Listed::Unserved(kind), Cursor::Done)));
+                }
+                Err(e) => return Err(e),
+            };
+            let next = match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => {
+                    params.continue_token = Some(token);
+                    Cursor::Next(params)
+                }
+                None => Cursor::Done,
+            };
+            let objects = list
+                .items
+                .into_iter()
+                .map(|item| into_value(item, &resource))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((Listed::Objects(index, objects), next)))
         }
-        match next {
-            Some(token) => params.continue_token = Some(token),
-            None => break,
-        }
-    }
-    Ok(Listed::Objects(objects))
+    })
 }
