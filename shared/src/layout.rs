@@ -279,6 +279,26 @@ pub fn load_namespace(
     policy: &Policy,
     opts: &LoadOptions,
 ) -> Result<DesiredSet, LoadError> {
+    load_namespace_with(repo, base, policy, opts, &mut |file, _| {
+        load_file(file, opts)
+    })
+}
+
+/// How [`load_namespace_with`] reads one file: `read(path, shown)`.
+pub type ReadFile<'a> =
+    dyn FnMut(&Path, &Path) -> Result<Vec<Manifest>, Vec<ManifestError>> + 'a;
+
+/// [`load_namespace`], reading each file with `read(path, shown)`, where
+/// `shown` is the path relative to `repo` that objects and errors carry
+/// (the agent reads through its cache of parsed files). The objects are
+/// in the order `read` returned them, file after file.
+pub fn load_namespace_with(
+    repo: &Path,
+    base: &str,
+    policy: &Policy,
+    opts: &LoadOptions,
+    read: &mut ReadFile<'_>,
+) -> Result<DesiredSet, LoadError> {
     check_folders(repo, base, &policy.namespace).map_err(|e| LoadError {
         errors: relative(vec![e], repo),
     })?;
@@ -307,7 +327,7 @@ pub fn load_namespace(
     let mut errors = Vec::new();
     for file in &files {
         let shown = file.strip_prefix(repo).unwrap_or(file);
-        match load_file(file, opts) {
+        match read(file, shown) {
             Ok(ms) => manifests.extend(ms.into_iter().map(|mut m| {
                 m.source.file = shown.to_path_buf();
                 m

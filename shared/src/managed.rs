@@ -18,7 +18,13 @@
 //! Another controller's own server-side apply (operation `Apply`) is left
 //! alone: that is someone's deliberate ownership, not a leftover.
 
-use serde_json::{Map, Value, json};
+use std::fmt;
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, MapAccess, Visitor},
+};
+use serde_json::{Map, Value, json, value::RawValue};
 
 /// Managers whose `Update` entries are kubectl's own writes, taken over.
 pub const TAKEN_OVER: &[&str] = &[
@@ -35,11 +41,99 @@ pub const TAKEN_OVER: &[&str] = &[
 ];
 
 fn is_taken_over(entry: &Value) -> bool {
-    entry["operation"] == "Update"
-        && entry["subresource"].as_str().is_none_or(str::is_empty)
-        && entry["manager"]
-            .as_str()
-            .is_some_and(|m| TAKEN_OVER.contains(&m))
+    taken_over(
+        entry["manager"].as_str(),
+        entry["operation"].as_str(),
+        entry["subresource"].as_str(),
+    )
+}
+
+fn taken_over(manager: Option<&str>, operation: Option<&str>, subresource: Option<&str>) -> bool {
+    operation == Some("Update")
+        && subresource.is_none_or(str::is_empty)
+        && manager.is_some_and(|m| TAKEN_OVER.contains(&m))
+}
+
+/// A live object parsed from JSON as [`slim`] leaves it, without building
+/// the `managedFields` it drops: they are only scanned (with the field sets
+/// they carry, they are about half of an applied object's JSON). Only for
+/// `serde_json`'s own deserializers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlimObject(pub Value);
+
+impl<'de> Deserialize<'de> for SlimObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(Fields { metadata: false })
+            .map(SlimObject)
+    }
+}
+
+/// A map of an object (`metadata: false`) or of its metadata.
+struct Fields {
+    metadata: bool,
+}
+
+impl<'de> Visitor<'de> for Fields {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(if self.metadata {
+            "object metadata"
+        } else {
+            "an object"
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let value = match key.as_str() {
+                "metadata" if !self.metadata => {
+                    access.next_value_seed(Nested(Fields { metadata: true }))?
+                }
+                "managedFields" if self.metadata => {
+                    let raw: Box<RawValue> = access.next_value()?;
+                    #[derive(Deserialize)]
+                    struct Head<'a> {
+                        #[serde(borrow)]
+                        manager: Option<std::borrow::Cow<'a, str>>,
+                        #[serde(borrow)]
+                        operation: Option<std::borrow::Cow<'a, str>>,
+                        #[serde(borrow)]
+                        subresource: Option<std::borrow::Cow<'a, str>>,
+                    }
+                    let heads: Option<Vec<Head>> =
+                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                    let read = heads.unwrap_or_default().iter().any(|h| {
+                        taken_over(
+                            h.manager.as_deref(),
+                            h.operation.as_deref(),
+                            h.subresource.as_deref(),
+                        )
+                    });
+                    if !read {
+                        continue;
+                    }
+                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?
+                }
+                _ => access.next_value()?,
+            };
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// [`Fields`] as a seed for a map's value.
+struct Nested(Fields);
+
+impl<'de> de::DeserializeSeed<'de> for Nested {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_map(self.0)
+    }
 }
 
 /// Drop `metadata.managedFields` from a live object when no entry in it is
@@ -290,6 +384,38 @@ mod tests {
         assert_eq!(
             first_foreign_field(&desired, &live).unwrap(),
             "spec.subsets[name=\"v2\"]: set live by kubectl-edit, not in Git"
+        );
+    }
+
+    #[test]
+    fn a_slim_object_parses_to_what_slim_leaves() {
+        let mut applied = live();
+        applied["metadata"]["managedFields"][0]["manager"] = "kubectl-gitops".into();
+        applied["metadata"]["managedFields"][0]["operation"] = "Apply".into();
+        let mut status_only = live();
+        status_only["metadata"]["managedFields"][0]["subresource"] = "status".into();
+        let mut bare = live();
+        bare["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        let mut null = live();
+        null["metadata"]["managedFields"] = Value::Null;
+        for object in [live(), applied, status_only, bare, null] {
+            let text = object.to_string();
+            let parsed: SlimObject = serde_json::from_str(&text).unwrap();
+            let mut slimmed = object.clone();
+            slim(&mut slimmed);
+            assert_eq!(parsed.0, slimmed, "{text}");
+        }
+        // Kept whole where kubectl owns fields.
+        let kept: SlimObject = serde_json::from_str(&live().to_string()).unwrap();
+        assert_eq!(kept.0, live());
+        // Not an object: an error, not a panic.
+        assert!(serde_json::from_str::<SlimObject>("[1]").is_err());
+        assert!(serde_json::from_str::<SlimObject>(r#"{"metadata": 3}"#).is_err());
+        assert!(
+            serde_json::from_str::<SlimObject>(r#"{"metadata": {"managedFields": 3}}"#).is_err()
         );
     }
 

@@ -228,21 +228,36 @@ impl fmt::Display for ManifestError {
 
 /// Read and parse one file. Returns every object, or every error found.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Vec<Manifest>, Vec<ManifestError>> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| vec![ManifestError::in_file(path, Problem::Io(e))])?
-        .len();
-    if size > opts.max_file_bytes {
-        return Err(vec![ManifestError::in_file(
+    parse_bytes(&read_file(path, opts)?, path, opts)
+}
+
+/// The bytes of one file, refused unread when larger than the limit (and
+/// cut off there if it grows while it is read).
+pub fn read_file(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>, Vec<ManifestError>> {
+    use std::io::Read as _;
+    let io = |e| vec![ManifestError::in_file(path, Problem::Io(e))];
+    let too_large = |size| {
+        vec![ManifestError::in_file(
             path,
             Problem::TooLarge {
                 size,
                 limit: opts.max_file_bytes,
             },
-        )]);
+        )]
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > opts.max_file_bytes {
+        return Err(too_large(size));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| vec![ManifestError::in_file(path, Problem::Io(e))])?;
-    parse_bytes(&bytes, path, opts)
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(opts.max_file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > opts.max_file_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Parse a byte buffer (a file's content, or stdin) named `file` in errors.

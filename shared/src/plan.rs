@@ -6,7 +6,11 @@
 //! so no prune) from a revision that failed to load, and no emptying a
 //! namespace without the folder's `.allow-empty` marker.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use serde_json::Value;
 
@@ -15,7 +19,7 @@ use crate::{
     kinds::{self, IstioKind},
     layout::{DesiredSet, LoadError},
     managed::first_foreign_field,
-    manifest::{ObjectKey, Source},
+    manifest::{Manifest, ObjectKey, Source},
     normalize::{desired_object, is_owned_by},
 };
 
@@ -47,15 +51,92 @@ pub struct Step {
     pub kind: &'static IstioKind,
     /// Why: "new in Git", "changed in Git", a drifted field, "no longer in Git".
     pub reason: String,
-    /// The object to apply (create/update): normalized, with the ownership
-    /// labels and the hash and source annotations. `None` when unchanged.
-    pub object: Option<Value>,
+    /// The object to apply (create/update), as compact JSON: normalized,
+    /// with the ownership labels and the hash and source annotations.
+    /// `None` when unchanged. [`Step::object_value`] parses it.
+    pub object: Option<Arc<str>>,
     /// Where it is defined in Git (create/update/unchanged).
     pub source: Option<Source>,
     /// The desired hash (create/update/unchanged).
     pub hash: Option<String>,
     /// The live object, when there is one (`None` when unchanged).
     pub live: Option<Value>,
+    /// The live object's `metadata.resourceVersion`, when there is one.
+    pub live_version: Option<String>,
+}
+
+impl Step {
+    /// The object to apply, parsed.
+    pub fn object_value(&self) -> Option<Value> {
+        self.object.as_deref().map(parse_prepared)
+    }
+}
+
+/// A desired object as it is applied ([`desired_object`]), kept as compact
+/// JSON beside its hash: a parsed `Value` tree of a small Istio object
+/// takes about ten times the memory (every map is a B-tree), so the agent
+/// keeps these between passes, and a step shares the text with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub json: Arc<str>,
+    pub hash: String,
+}
+
+impl Prepared {
+    /// `m` as agent `agent` applies it in `namespace`; its source
+    /// annotation is `m.source.file`.
+    pub fn of(m: &Manifest, namespace: &str, agent: &str) -> Self {
+        let source = m.source.file.to_string_lossy();
+        let (object, hash) = desired_object(&m.object, namespace, agent, &source);
+        Self {
+            json: object.to_string().into(),
+            hash,
+        }
+    }
+
+    pub fn value(&self) -> Value {
+        parse_prepared(&self.json)
+    }
+}
+
+fn parse_prepared(json: &str) -> Value {
+    // Only ever written by `Prepared::of`, from a `Value`.
+    serde_json::from_str(json).expect("a prepared object is JSON")
+}
+
+/// Live objects that a plan found in sync, by key: the resource version it
+/// read and the desired hash the object matched. A later plan trusts an
+/// object that has not changed since (the same resource version) and that
+/// Git asks for unchanged (the same hash and file), without comparing it
+/// again: comparing was most of a no-op pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verified(BTreeMap<ObjectKey, (String, String)>);
+
+impl Verified {
+    /// What `plan` found in sync.
+    pub fn of(plan: &Plan) -> Self {
+        Self(
+            plan.unchanged
+                .iter()
+                .filter_map(|s| Some((s.key.clone(), (s.live_version.clone()?, s.hash.clone()?))))
+                .collect(),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn holds(&self, key: &ObjectKey, version: Option<&str>, hash: &str) -> bool {
+        matches!(
+            (self.0.get(key), version),
+            (Some((v, h)), Some(version)) if v == version && h == hash
+        )
+    }
 }
 
 /// An object that differs from Git outside of a new revision.
@@ -195,6 +276,10 @@ pub struct Planner<'a> {
     /// Desired key -> index in `desired.manifests`; `true` once its live
     /// object was seen.
     wanted: BTreeMap<ObjectKey, (usize, bool)>,
+    /// What [`Planner::with_prepared`] was given: `desired.manifests[i]`,
+    /// prepared.
+    prepared: Option<&'a [Prepared]>,
+    verified: Option<&'a Verified>,
     plan: Plan,
     owned_not_wanted: Vec<Step>,
 }
@@ -223,9 +308,30 @@ impl<'a> Planner<'a> {
             keep,
             inventory: inventory.iter().collect(),
             wanted,
+            prepared: None,
+            verified: None,
             plan: Plan::default(),
             owned_not_wanted: Vec::new(),
         })
+    }
+
+    /// Plan with the desired objects already prepared (the agent keeps
+    /// them between passes): `prepared[i]` is `desired.manifests[i]`'s,
+    /// whose own `object` is then not read.
+    pub fn with_prepared(mut self, prepared: &'a [Prepared]) -> Self {
+        assert_eq!(
+            prepared.len(),
+            self.desired.manifests.len(),
+            "one prepared object per desired manifest"
+        );
+        self.prepared = Some(prepared);
+        self
+    }
+
+    /// Trust what an earlier plan found in sync ([`Verified`]).
+    pub fn with_verified(mut self, verified: &'a Verified) -> Self {
+        self.verified = Some(verified);
+        self
     }
 
     /// One live object of a kind in use (a second object with the same key
@@ -283,9 +389,17 @@ impl<'a> Planner<'a> {
         let Some(kind) = kinds::lookup(&m.group, &m.kind) else {
             return;
         };
-        let ns = self.desired.namespace.as_str();
+        let prepared = match self.prepared {
+            Some(prepared) => Cow::Borrowed(&prepared[index]),
+            None => Cow::Owned(Prepared::of(m, &self.desired.namespace, &self.opts.agent)),
+        };
+        let hash = prepared.hash.clone();
         let source_path = m.source.file.to_string_lossy();
-        let (object, hash) = desired_object(&m.object, ns, &self.opts.agent, &source_path);
+        let live_version = live.as_ref().and_then(|l| {
+            l["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string)
+        });
         let (action, reason) = match &live {
             None if self.inventory.contains(&key) => {
                 self.plan.drift.push(Drift {
@@ -301,7 +415,26 @@ impl<'a> Planner<'a> {
                 // what it is: a renamed or moved file is an update of that
                 // annotation, never drift (it is outside the hash too).
                 let live_source = live["metadata"]["annotations"][ANNOTATION_SOURCE].as_str();
-                let mut compared = object.clone();
+                let trusted = live_hash == Some(hash.as_str())
+                    && live_source == Some(source_path.as_ref())
+                    && self
+                        .verified
+                        .is_some_and(|v| v.holds(&key, live_version.as_deref(), &hash));
+                if trusted {
+                    self.plan.unchanged.push(Step {
+                        action: Action::Unchanged,
+                        key,
+                        kind,
+                        reason: "in sync".into(),
+                        object: None,
+                        source: Some(m.source.clone()),
+                        hash: Some(hash),
+                        live: None,
+                        live_version,
+                    });
+                    return;
+                }
+                let mut compared = prepared.value();
                 if let Some(annotations) = compared["metadata"]["annotations"].as_object_mut() {
                     match live_source {
                         Some(s) => annotations.insert(ANNOTATION_SOURCE.into(), s.into()),
@@ -309,7 +442,7 @@ impl<'a> Planner<'a> {
                     };
                 }
                 let difference = first_difference(&compared, live, "")
-                    .or_else(|| first_foreign_field(&object, live));
+                    .or_else(|| first_foreign_field(&compared, live));
                 match difference {
                     None if live_hash == Some(hash.as_str())
                         && live_source != Some(source_path.as_ref()) =>
@@ -350,6 +483,7 @@ impl<'a> Planner<'a> {
                 source,
                 hash: Some(hash),
                 live: None,
+                live_version,
             });
             return;
         }
@@ -358,10 +492,11 @@ impl<'a> Planner<'a> {
             key,
             kind,
             reason,
-            object: Some(object),
+            object: Some(prepared.json.clone()),
             source,
             hash: Some(hash),
             live: live.map(|l| self.kept(l)),
+            live_version,
         });
     }
 
@@ -378,6 +513,9 @@ impl<'a> Planner<'a> {
             key: key.clone(),
             reason: "not in Git".into(),
         });
+        let live_version = live["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
         let live = self.kept(live);
         self.owned_not_wanted.push(Step {
             action: Action::Prune,
@@ -388,6 +526,7 @@ impl<'a> Planner<'a> {
             source: None,
             hash: None,
             live: Some(live),
+            live_version,
         });
     }
 
@@ -562,7 +701,7 @@ mod tests {
                 .all(|s| s.action == Action::Create && s.reason == "new in Git")
         );
         assert!(p.drift.is_empty());
-        let obj = p.apply[1].object.as_ref().unwrap();
+        let obj = p.apply[1].object_value().unwrap();
         assert_eq!(obj["metadata"]["labels"][LABEL_OWNER], "team-a");
         assert_eq!(obj["metadata"]["namespace"], "team-a");
         assert_eq!(p.desired.len(), 2);
@@ -642,6 +781,122 @@ mod tests {
         );
         assert_eq!(keys(&p.apply), ["VirtualService/reviews"]);
         assert_eq!(p.apply[0].action, Action::Update);
+    }
+
+    fn plan_with(
+        d: &Result<DesiredSet, LoadError>,
+        live: &[Value],
+        prepared: &[Prepared],
+        verified: &Verified,
+    ) -> Plan {
+        let opts = PlanOptions::default();
+        let inv = inventory(live);
+        let mut planner = Planner::new(d, &inv, &opts, KeepLive::Metadata)
+            .unwrap()
+            .with_prepared(prepared)
+            .with_verified(verified);
+        live.iter().for_each(|l| planner.add(l.clone()));
+        planner.finish().unwrap()
+    }
+
+    fn prepared(d: &Result<DesiredSet, LoadError>) -> Vec<Prepared> {
+        let set = d.as_ref().unwrap();
+        set.manifests
+            .iter()
+            .map(|m| Prepared::of(m, "team-a", &PlanOptions::default().agent))
+            .collect()
+    }
+
+    #[test]
+    fn prepared_objects_plan_like_the_parsed_documents() {
+        let d = desired(
+            &[
+                vs("reviews").route("v1", 80).route("v2", 20).yaml(),
+                dr("reviews"),
+            ],
+            false,
+        );
+        let p = prepared(&d);
+        // Without their documents: the planner reads only the prepared objects.
+        let mut hollow = d.as_ref().unwrap().clone();
+        hollow
+            .manifests
+            .iter_mut()
+            .for_each(|m| m.object = Value::Null);
+        let hollow = Ok(hollow);
+        let mut live = applied(&d);
+        live[0]["spec"]["http"][0]["route"][0]["weight"] = json!(0);
+        let none = Verified::default();
+        for live in [&[][..], &live[..1], &live[..]] {
+            let want = plan(&d, live, &inventory(live), &PlanOptions::default()).unwrap();
+            let summary = |p: &Plan| {
+                let steps = p.apply.iter().chain(&p.unchanged).chain(&p.prune);
+                let steps: Vec<_> = steps
+                    .map(|s| {
+                        let object = s.object_value();
+                        (
+                            s.action,
+                            s.key.clone(),
+                            s.reason.clone(),
+                            object,
+                            s.hash.clone(),
+                        )
+                    })
+                    .collect();
+                (steps, p.drift.clone(), p.desired.clone())
+            };
+            assert_eq!(
+                summary(&plan_with(&hollow, live, &p, &none)),
+                summary(&want)
+            );
+        }
+    }
+
+    #[test]
+    fn an_object_verified_in_sync_is_trusted_until_its_version_or_git_changes() {
+        let d = desired(
+            &[vs("reviews").route("v1", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let p = prepared(&d);
+        let live = applied(&d);
+        let first = plan_with(&d, &live, &p, &Verified::default());
+        assert!(first.is_noop());
+        let verified = Verified::of(&first);
+        assert_eq!(verified.len(), 2);
+        // Same resource version: not compared again (an edit the version
+        // does not show, which the API server never makes, goes unseen).
+        let mut unseen = live.clone();
+        unseen[0]["spec"]["hosts"] = json!(["other"]);
+        let again = plan_with(&d, &unseen, &p, &verified);
+        assert!(again.is_noop() && again.drift.is_empty());
+        assert_eq!(Verified::of(&again), verified);
+        // A new resource version: compared, and the edit is drift.
+        let mut edited = unseen.clone();
+        edited[0]["metadata"]["resourceVersion"] = json!("8");
+        let drifted = plan_with(&d, &edited, &p, &verified);
+        assert_eq!(keys(&drifted.apply), ["VirtualService/reviews"]);
+        assert_eq!(drifted.drift.len(), 1, "{:?}", drifted.drift);
+        assert_eq!(Verified::of(&drifted).len(), 1);
+        // Git changes the object: updated, whatever was verified.
+        let changed = desired(
+            &[vs("reviews").route("v2", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let c = plan_with(&changed, &live, &prepared(&changed), &verified);
+        assert_eq!(keys(&c.apply), ["VirtualService/reviews"]);
+        assert_eq!(c.apply[0].reason, "changed in Git");
+        // Git moves the file: the source annotation is updated.
+        let mut moved = d.as_ref().unwrap().clone();
+        moved.manifests[1].source.file = "namespaces/team-a/dr.yaml".into();
+        let moved = Ok(moved);
+        let m = plan_with(&moved, &live, &prepared(&moved), &verified);
+        assert_eq!(keys(&m.apply), ["DestinationRule/reviews"]);
+        assert!(
+            m.apply[0].reason.starts_with("moved in Git"),
+            "{}",
+            m.apply[0].reason
+        );
     }
 
     #[test]

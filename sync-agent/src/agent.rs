@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use gitops_kube::{live, resources::Served};
-use gitops_shared::plan::{Action, Plan, Planner, kinds_in_use};
+use gitops_shared::plan::{Action, Plan, Planner, Verified, kinds_in_use};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::DynamicObject};
 use tokio::{net::TcpListener, time::Instant};
@@ -20,6 +20,7 @@ use tracing::{Instrument as _, debug, field, info, info_span, warn};
 
 use crate::{
     apply::{Applied, Applier},
+    cache::ParseCache,
     cluster::{self, Clients},
     config::{Config, Source},
     decide::{self, Decision, Memory, Settings},
@@ -87,6 +88,10 @@ pub struct Agent {
     /// Whether this replica is the writer; `None`: no election (`--dry-run`
     /// writes nothing, `--once` checked the lease before it started).
     leader: Option<Roles>,
+    /// The files of the last revision, parsed: a pass parses only new content.
+    cache: ParseCache,
+    /// What the last plan found in sync, trusted while unchanged.
+    verified: Verified,
 }
 
 impl Agent {
@@ -126,6 +131,8 @@ impl Agent {
             last_printed: None,
             served: None,
             leader: None,
+            cache: ParseCache::default(),
+            verified: Verified::default(),
             cfg,
         }
     }
@@ -206,9 +213,14 @@ impl Agent {
         }
         // 1. load (blocking file I/O)
         let cfg = self.cfg.clone();
-        let loaded = tokio::task::spawn_blocking(move || load::load(&cfg))
-            .await
-            .map_err(|e| SyncError::LoadPanicked(e.to_string()))?;
+        let mut cache = std::mem::take(&mut self.cache);
+        let (loaded, cache) = tokio::task::spawn_blocking(move || {
+            let loaded = load::load_cached(&cfg, &mut cache);
+            (loaded, cache)
+        })
+        .await
+        .map_err(|e| SyncError::LoadPanicked(e.to_string()))?;
+        self.cache = cache;
         let loaded: Loaded = match loaded {
             Ok(l) => l,
             Err(LoadFailure::NoLink { link }) => {
@@ -281,7 +293,10 @@ impl Agent {
         // The plan is made a LIST page at a time: a live object is compared
         // as it arrives and only what a step needs of it is kept.
         let opts = plan::options(&self.cfg.name);
-        let mut planner = plan::planner(&loaded.desired, &inventory, &opts);
+        let mut planner = plan::planner(&loaded.desired, &inventory, &opts).map(|p| {
+            p.with_prepared(&loaded.prepared)
+                .with_verified(&self.verified)
+        });
         let unserved = live::list_pages(
             &self.clients.requests,
             &self.cfg.namespace,
@@ -316,12 +331,14 @@ impl Agent {
                 reported_revision: &self.status.revision,
             },
         )?;
+        self.verified = Verified::of(decision.plan());
         // The plan holds what is written; the parsed revision is not needed
         // while it is.
         let mut loaded = loaded;
         if let Ok(desired) = &mut loaded.desired {
             desired.manifests = Vec::new();
         }
+        loaded.prepared = Vec::new();
         self.metrics.set_objects(&decide::counts(decision.plan()));
         let now = Timestamp::now();
         let (plan, digest, did_apply, applied) = match decision {

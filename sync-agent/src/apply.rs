@@ -192,16 +192,20 @@ impl Applier {
             let mut keys = BTreeMap::new();
             let permits = Arc::new(Semaphore::new(self.concurrency));
             for step in steps {
-                let Some(object) = &step.object else {
+                if step.object.is_none() {
                     continue;
-                };
+                }
                 // At most `concurrency` writes in flight, and so at most that
                 // many copies of their objects: the slot is taken before the
                 // copy, not inside the task.
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
-                let (mut object, key, action) = (object.clone(), step.key.clone(), step.action);
+                let (mut object, key, action) = (
+                    step.object_value().expect("checked above"),
+                    step.key.clone(),
+                    step.action,
+                );
                 // Sent at a version the server serves: Istio's versions of a
                 // kind share one schema, so only `apiVersion` changes.
                 let (_, given) = split_api_version(object["apiVersion"].as_str().unwrap_or(""));

@@ -177,6 +177,8 @@ mod tests {
                 allow_empty: false,
             }),
             findings: Vec::new(),
+            prepared: Vec::new(),
+            parsed_files: 0,
         }
     }
 
@@ -195,7 +197,7 @@ mod tests {
         plan.apply
             .iter()
             .map(|s| {
-                let mut o = s.object.clone().unwrap();
+                let mut o = s.object_value().unwrap();
                 o["metadata"]["namespace"] = NS.into();
                 o["metadata"]["uid"] = format!("uid-{}", s.key.name).into();
                 o

@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod decide;

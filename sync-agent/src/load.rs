@@ -19,12 +19,14 @@ use gitops_shared::{
     DesiredSet, LoadError, RepoConfig,
     analyze::{self, Finding, Level},
     hash::bytes_hash,
-    layout::{load_namespace, namespace_digest, namespace_dir},
+    layout::{load_namespace_with, namespace_digest, namespace_dir},
     manifest::{LoadOptions, ManifestError},
+    plan::Prepared,
 };
 use tracing::debug;
 
 use crate::{
+    cache::ParseCache,
     config::{Config, Source},
     watch::read_link,
 };
@@ -43,6 +45,12 @@ pub struct Loaded {
     pub desired: Result<DesiredSet, LoadError>,
     /// With `--strict`: the Error findings of the analysis (refuse when any).
     pub findings: Vec<Finding>,
+    /// `desired`'s manifests as they are applied, in the same order. Their
+    /// parsed documents are dropped (`Value::Null`) unless `--strict`
+    /// analyses them: plan with these.
+    pub prepared: Vec<Prepared>,
+    /// Files parsed by this read; the others' content was in the cache.
+    pub parsed_files: usize,
 }
 
 impl Loaded {
@@ -90,22 +98,30 @@ pub enum Stage {
 
 /// Read the current revision.
 pub fn load(cfg: &Config) -> Result<Loaded, LoadFailure> {
-    load_with_hook(cfg, &mut |_, _| {})
+    load_cached(cfg, &mut ParseCache::default())
 }
 
-/// [`load`], calling `hook` at each [`Stage`] with the folder being read.
+/// [`load`], parsing only the files that `cache` does not hold (and
+/// leaving it with the files of this revision).
+pub fn load_cached(cfg: &Config, cache: &mut ParseCache) -> Result<Loaded, LoadFailure> {
+    load_with_hook(cfg, cache, &mut |_, _| {})
+}
+
+/// [`load_cached`], calling `hook` at each [`Stage`] with the folder being read.
 pub fn load_with_hook(
     cfg: &Config,
+    cache: &mut ParseCache,
     hook: &mut dyn FnMut(Stage, &Path),
 ) -> Result<Loaded, LoadFailure> {
     match &cfg.source {
-        Source::Link { link, .. } => load_link(cfg, link, hook),
-        Source::Plain { dir } => load_plain(cfg, dir, hook),
+        Source::Link { link, .. } => load_link(cfg, cache, link, hook),
+        Source::Plain { dir } => load_plain(cfg, cache, dir, hook),
     }
 }
 
 fn load_link(
     cfg: &Config,
+    cache: &mut ParseCache,
     link: &Path,
     hook: &mut dyn FnMut(Stage, &Path),
 ) -> Result<Loaded, LoadFailure> {
@@ -125,7 +141,7 @@ fn load_link(
             }
         };
         hook(Stage::Resolved, &target);
-        let (base_path, desired) = read_tree(cfg, &target);
+        let (base_path, desired, read) = read_tree(cfg, cache, &target);
         hook(Stage::Read, &target);
         let moved = read_link(link).ok().as_ref() != Some(&target);
         let vanished = matches!(&desired, Err(e) if e.is_vanished()) && !target.is_dir();
@@ -143,7 +159,7 @@ fn load_link(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| target.display().to_string());
-        return Ok(finish(cfg, revision, base_path, desired));
+        return Ok(finish(cfg, revision, base_path, desired, read));
     }
     Err(LoadFailure::Unstable {
         attempts: MAX_ATTEMPTS,
@@ -152,6 +168,7 @@ fn load_link(
 
 fn load_plain(
     cfg: &Config,
+    cache: &mut ParseCache,
     dir: &Path,
     hook: &mut dyn FnMut(Stage, &Path),
 ) -> Result<Loaded, LoadFailure> {
@@ -164,10 +181,10 @@ fn load_plain(
     for attempt in 1..=MAX_ATTEMPTS {
         let before = plain_revision(cfg, dir);
         hook(Stage::Resolved, dir);
-        let (base_path, desired) = read_tree(cfg, dir);
+        let (base_path, desired, read) = read_tree(cfg, cache, dir);
         hook(Stage::Read, dir);
         if plain_revision(cfg, dir) == before {
-            return Ok(finish(cfg, before, base_path, desired));
+            return Ok(finish(cfg, before, base_path, desired, read));
         }
         debug!(attempt, "folder changed while it was read; reading again");
         std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
@@ -182,6 +199,7 @@ fn finish(
     revision: String,
     base_path: String,
     desired: Result<DesiredSet, LoadError>,
+    (prepared, parsed_files): (Vec<Prepared>, usize),
 ) -> Loaded {
     let findings = match &desired {
         Ok(set) if cfg.strict => analyze::analyze_namespace(set)
@@ -195,6 +213,8 @@ fn finish(
         base_path,
         desired,
         findings,
+        prepared,
+        parsed_files,
     }
 }
 
@@ -206,14 +226,25 @@ fn base_path(cfg: &Config, tree: &Path) -> Result<String, ManifestError> {
     }
 }
 
-/// Load the namespace folder of one tree (a worktree, or the plain folder).
-fn read_tree(cfg: &Config, tree: &Path) -> (String, Result<DesiredSet, LoadError>) {
+/// Load the namespace folder of one tree (a worktree, or the plain
+/// folder): the base folder, the desired set, its prepared objects and how
+/// many files were parsed.
+fn read_tree(
+    cfg: &Config,
+    cache: &mut ParseCache,
+    tree: &Path,
+) -> (
+    String,
+    Result<DesiredSet, LoadError>,
+    (Vec<Prepared>, usize),
+) {
     let base = match base_path(cfg, tree) {
         Ok(base) => base,
         Err(e) => {
             return (
                 cfg.base_path_or_default().to_string(),
                 Err(LoadError { errors: vec![e] }),
+                (Vec::new(), 0),
             );
         }
     };
@@ -233,6 +264,7 @@ fn read_tree(cfg: &Config, tree: &Path) -> (String, Result<DesiredSet, LoadError
                 manifests: Vec::new(),
                 allow_empty: false,
             }),
+            (Vec::new(), 0),
         );
     }
     let opts = LoadOptions {
@@ -240,8 +272,14 @@ fn read_tree(cfg: &Config, tree: &Path) -> (String, Result<DesiredSet, LoadError
         max_total_bytes: Some(cfg.max_bytes),
         ..LoadOptions::default()
     };
-    let desired = load_namespace(tree, &base, &cfg.policy, &opts);
-    (base, desired)
+    let mut reader = cache.reader(&cfg.namespace, &cfg.name, cfg.strict);
+    let desired = load_namespace_with(tree, &base, &cfg.policy, &opts, &mut |file, shown| {
+        reader.read(file, shown, &opts)
+    });
+    let parsed = reader.parsed_files;
+    let prepared = reader.finish();
+    debug!(files = cache.len(), parsed, "revision read");
+    (base, desired, (prepared, parsed))
 }
 
 /// The revision of a plain folder: the HEAD commit of its git work tree
@@ -386,16 +424,21 @@ mod tests {
         v.worktree("new", &files);
         v.publish("old");
         let mut swapped = false;
-        let loaded = load_with_hook(&v.config(), &mut |stage, tree| {
-            if stage == Stage::Resolved && tree == old && !swapped {
-                swapped = true;
-                v.publish("new");
-                // git-sync's cleanup, cut short: half the files are gone
-                for i in 0..5 {
-                    fs::remove_file(old.join(format!("namespaces/team-a/vs-{i}.yaml"))).unwrap();
+        let loaded = load_with_hook(
+            &v.config(),
+            &mut ParseCache::default(),
+            &mut |stage, tree| {
+                if stage == Stage::Resolved && tree == old && !swapped {
+                    swapped = true;
+                    v.publish("new");
+                    // git-sync's cleanup, cut short: half the files are gone
+                    for i in 0..5 {
+                        fs::remove_file(old.join(format!("namespaces/team-a/vs-{i}.yaml")))
+                            .unwrap();
+                    }
                 }
-            }
-        })
+            },
+        )
         .unwrap();
         assert!(swapped);
         assert_eq!(loaded.revision, "new");
@@ -412,7 +455,7 @@ mod tests {
         v.worktree("new", &[("a.yaml", vs("a")), ("b.yaml", vs("b"))]);
         v.publish("old");
         let mut first = true;
-        let loaded = load_with_hook(&v.config(), &mut |stage, _| {
+        let loaded = load_with_hook(&v.config(), &mut ParseCache::default(), &mut |stage, _| {
             if stage == Stage::Resolved && std::mem::take(&mut first) {
                 v.publish("new");
                 fs::remove_dir_all(&old).unwrap();
@@ -432,7 +475,7 @@ mod tests {
         v.worktree("r2", &[("a.yaml", vs("a")), ("b.yaml", vs("b"))]);
         v.publish("r1");
         let mut first = true;
-        let loaded = load_with_hook(&v.config(), &mut |stage, _| {
+        let loaded = load_with_hook(&v.config(), &mut ParseCache::default(), &mut |stage, _| {
             if stage == Stage::Read && std::mem::take(&mut first) {
                 v.publish("r2");
             }
@@ -449,7 +492,7 @@ mod tests {
         v.worktree("r2", &[("a.yaml", vs("a"))]);
         v.publish("r1");
         let mut flip = false;
-        let err = load_with_hook(&v.config(), &mut |stage, _| {
+        let err = load_with_hook(&v.config(), &mut ParseCache::default(), &mut |stage, _| {
             if stage == Stage::Read {
                 flip = !flip;
                 v.publish(if flip { "r2" } else { "r1" });
@@ -595,11 +638,94 @@ mod tests {
         .unwrap();
         let lax = load(&plain_config(dir.path(), false)).unwrap();
         assert!(lax.refusal().is_none());
-        let strict = load(&plain_config(dir.path(), true)).unwrap();
-        let refusal = strict
-            .refusal()
-            .expect("an Error finding refuses the revision");
-        assert!(refusal.contains("--strict: Error [IST0101]"), "{refusal}");
-        assert!(refusal.contains("namespaces/team-a/vs.yaml:"), "{refusal}");
+        // The analysis reads the documents: cached, they are kept.
+        let mut cache = ParseCache::default();
+        for parsed in [2, 0] {
+            let strict = load_cached(&plain_config(dir.path(), true), &mut cache).unwrap();
+            assert_eq!(strict.parsed_files, parsed);
+            let refusal = strict
+                .refusal()
+                .expect("an Error finding refuses the revision");
+            assert!(refusal.contains("--strict: Error [IST0101]"), "{refusal}");
+            assert!(refusal.contains("namespaces/team-a/vs.yaml:"), "{refusal}");
+        }
+    }
+
+    /// The desired set and prepared objects of `loaded`, comparable.
+    fn prepared(loaded: &Loaded) -> Vec<(String, PathBuf, Prepared)> {
+        let set = loaded.desired.as_ref().unwrap();
+        assert_eq!(set.manifests.len(), loaded.prepared.len());
+        set.manifests
+            .iter()
+            .zip(&loaded.prepared)
+            .map(|(m, p)| (m.name.clone(), m.source.file.clone(), p.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_revision_parses_only_the_files_whose_content_is_new() {
+        let v = Volume::new();
+        let cfg = v.config();
+        let mut cache = ParseCache::default();
+        v.worktree("r1", &[("a.yaml", vs("a")), ("b.yaml", vs("b"))]);
+        v.publish("r1");
+        let first = load_cached(&cfg, &mut cache).unwrap();
+        assert_eq!((first.parsed_files, cache.len()), (2, 2));
+        assert!(
+            first.desired.as_ref().unwrap().manifests[0]
+                .object
+                .is_null(),
+            "the cache keeps no parsed documents"
+        );
+        assert_eq!(prepared(&first), prepared(&load(&cfg).unwrap()));
+        // The same content again (a resync): nothing parsed.
+        let again = load_cached(&cfg, &mut cache).unwrap();
+        assert_eq!(again.parsed_files, 0);
+        assert_eq!(prepared(&again), prepared(&first));
+        // b edited, a moved, c added: those are parsed, and the plan's
+        // input is what a fresh read gives.
+        v.worktree(
+            "r2",
+            &[
+                ("moved/a.yaml", vs("a")),
+                ("b.yaml", vs("b").replace("host: b", "host: b2")),
+                ("c.yaml", vs("c")),
+            ],
+        );
+        v.publish("r2");
+        let second = load_cached(&cfg, &mut cache).unwrap();
+        assert_eq!(second.revision, "r2");
+        assert_eq!(second.parsed_files, 3);
+        assert_eq!(prepared(&second), prepared(&load(&cfg).unwrap()));
+        let a = names(&second).iter().position(|n| n == "a").unwrap();
+        assert!(
+            second.prepared[a]
+                .json
+                .contains("namespaces/team-a/moved/a.yaml")
+        );
+        // Only this revision's files are held.
+        assert_eq!(cache.len(), 3);
+        v.worktree("r3", &[("c.yaml", vs("c"))]);
+        v.publish("r3");
+        let third = load_cached(&cfg, &mut cache).unwrap();
+        assert_eq!((third.parsed_files, cache.len()), (0, 1));
+        assert_eq!(names(&third), ["c"]);
+    }
+
+    #[test]
+    fn a_broken_file_is_refused_from_the_cache_too() {
+        let v = Volume::new();
+        let cfg = v.config();
+        let mut cache = ParseCache::default();
+        v.worktree("r1", &[("a.yaml", vs("a"))]);
+        v.publish("r1");
+        load_cached(&cfg, &mut cache).unwrap();
+        v.worktree("r2", &[("a.yaml", vs("a")), ("b.yaml", "kind: [".into())]);
+        v.publish("r2");
+        for _ in 0..2 {
+            let loaded = load_cached(&cfg, &mut cache).unwrap();
+            let refusal = loaded.refusal().expect("refused");
+            assert!(refusal.contains("namespaces/team-a/b.yaml"), "{refusal}");
+        }
     }
 }

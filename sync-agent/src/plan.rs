@@ -140,7 +140,7 @@ mod tests {
         let applied: Vec<Value> = empty_live
             .apply
             .iter()
-            .map(|s| s.object.clone().unwrap())
+            .map(|s| s.object_value().unwrap())
             .collect();
         let synced = make(&d, &applied, &[], "sync-agent").unwrap();
         assert!(synced.is_noop());

@@ -206,7 +206,8 @@ async fn diff_namespace(
     };
     for step in plan.apply.iter().chain(plan.prune.iter()) {
         let label = format!("{ns}/{}/{}", step.key.kind, step.key.name);
-        let (old, new) = match (step.action, &step.object, &step.live) {
+        let object = step.object_value();
+        let (old, new) = match (step.action, &object, &step.live) {
             (Action::Prune, _, Some(live)) => {
                 (yaml::to_yaml(&normalize(live, &ns))?, String::new())
             }

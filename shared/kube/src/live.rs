@@ -3,11 +3,13 @@
 //! about drift.
 
 use futures::{Stream, StreamExt as _, stream};
-use gitops_shared::{IstioKind, managed};
+use gitops_shared::{IstioKind, managed::SlimObject};
 use kube::{
-    Client,
-    api::{Api, DynamicObject, ListParams},
+    Client, Resource as _,
+    api::{DynamicObject, ListParams},
+    core::Request,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{errors::is_status, resources::Served, retry};
@@ -80,37 +82,45 @@ pub async fn list_pages(
 
 /// Objects per page of a LIST: a namespace of thousands is read a page at a
 /// time, not held twice (response and objects) all at once.
-const PAGE: u32 = 250;
+const PAGE: u32 = 100;
 
-/// A listed object as JSON, with `apiVersion` and `kind` set (list items
-/// may leave them out) and `managedFields` slimmed; its fields are moved,
-/// not copied.
-fn into_value(
-    item: DynamicObject,
-    resource: &kube::core::ApiResource,
-) -> Result<Value, kube::Error> {
-    let metadata = serde_json::to_value(&item.metadata).map_err(kube::Error::SerdeError)?;
-    let mut map = match item.data {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    let types = item.types.unwrap_or_default();
-    let api_version = if types.api_version.is_empty() {
-        resource.api_version.clone()
-    } else {
-        types.api_version
-    };
-    let kind = if types.kind.is_empty() {
-        resource.kind.clone()
-    } else {
-        types.kind
-    };
-    map.insert("apiVersion".into(), Value::String(api_version));
-    map.insert("kind".into(), Value::String(kind));
-    map.insert("metadata".into(), metadata);
-    let mut value = Value::Object(map);
-    managed::slim(&mut value);
-    Ok(value)
+/// A LIST response, its items parsed straight into slim JSON values:
+/// through `DynamicObject` each item was parsed twice (its typed metadata,
+/// and the rest buffered by serde's `flatten`), its metadata written back,
+/// and its managed fields built only to be dropped.
+#[derive(Deserialize)]
+struct RawList {
+    #[serde(default)]
+    metadata: RawListMeta,
+    /// `null` from some servers, like `ObjectList`'s.
+    #[serde(default)]
+    items: Option<Vec<SlimObject>>,
+}
+
+#[derive(Default, Deserialize)]
+struct RawListMeta {
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+}
+
+/// A listed object with `apiVersion` and `kind` set (list items may leave
+/// them out), its `managedFields` slimmed as it was parsed.
+fn completed(SlimObject(mut item): SlimObject, resource: &kube::core::ApiResource) -> Value {
+    if let Value::Object(map) = &mut item {
+        for (field, value) in [
+            ("apiVersion", &resource.api_version),
+            ("kind", &resource.kind),
+        ] {
+            if map
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                map.insert(field.into(), Value::String(value.clone()));
+            }
+        }
+    }
+    item
 }
 
 /// How many LISTs one [`list`] sends at once.
@@ -137,16 +147,20 @@ fn kind_pages<'a>(
     served: &Served,
 ) -> impl Stream<Item = Result<Listed, kube::Error>> + 'a {
     let resource = served.resource(kind);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let path = DynamicObject::url_path(&resource, Some(namespace));
     let first = Cursor::Next(ListParams::default().limit(PAGE));
     stream::try_unfold(first, move |cursor| {
-        let api = api.clone();
         let resource = resource.clone();
+        let request = Request::new(path.clone());
         async move {
             let Cursor::Next(mut params) = cursor else {
                 return Ok(None);
             };
-            let list = match retry::call(|| api.list(&params), None).await {
+            let send = || async {
+                let list = request.list(&params).map_err(kube::Error::BuildRequest)?;
+                client.request::<RawList>(list).await
+            };
+            let list = match retry::call(send, None).await {
                 Ok(list) => list,
                 Err(e) if is_status(&e, 404) => {
                     return Ok(Some((Listed::Unserved(kind), Cursor::Done)));
@@ -162,10 +176,53 @@ fn kind_pages<'a>(
             };
             let objects = list
                 .items
+                .unwrap_or_default()
                 .into_iter()
-                .map(|item| into_value(item, &resource))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|item| completed(item, &resource))
+                .collect();
             Ok(Some((Listed::Objects(index, objects), next)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_list_item_gets_its_type_and_loses_managed_fields_nobody_takes_over() {
+        let resource = kube::core::ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let list = json!({
+            "metadata": {"continue": "abc", "resourceVersion": "9"},
+            "items": [
+                {"metadata": {"name": "a", "managedFields": [{"manager": "sync-agent", "fieldsV1": {}}]}},
+                {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "b"}},
+            ],
+        });
+        // As the client parses a response: from its text.
+        let list: RawList = serde_json::from_str(&list.to_string()).unwrap();
+        assert_eq!(list.metadata.continue_.as_deref(), Some("abc"));
+        let items: Vec<Value> = list
+            .items
+            .unwrap()
+            .into_iter()
+            .map(|i| completed(i, &resource))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "a"}}),
+                json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "b"}}),
+            ]
+        );
+        let empty: RawList = serde_json::from_str(r#"{"metadata": {}, "items": null}"#).unwrap();
+        assert!(empty.items.is_none() && empty.metadata.continue_.is_none());
+    }
 }

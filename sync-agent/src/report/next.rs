@@ -240,6 +240,7 @@ mod tests {
             source: None,
             hash: None,
             live: None,
+            live_version: None,
         }
     }
 
