@@ -6,14 +6,16 @@
 #   1. scale (sync-agent/tests/bench.rs, bench_scale): create N objects with
 #      the agent (--once, and the long-running agent from a link swap), with
 #      kubectl apply --server-side, and with a minimal client at the server's
-#      floor; one change in 1,000; the no-op resync; footprint; a fleet of 50
+#      floor; `--once` on 1,000 at each `--concurrency` (the default's
+#      measurement); one change in 1,000; the no-op resync; footprint; a fleet of 50
 #      agents; the plugin's diff, validate, stage and commit;
 #   2. the Bookinfo swap -> Synced and a weight change (bench.rs);
 #   3. validate of 1,000 objects in 20 namespaces (library, then the binary);
 #   4. the text diff of one 20,000- and 30,000-line object.
 #
 # Environment: GITOPS_BENCH_RUNS (default 3), GITOPS_BENCH_SIZES (default
-# 100,1000,5000), GITOPS_BENCH_SECTIONS (create,change,fleet,plugin).
+# 100,1000,5000), GITOPS_BENCH_SECTIONS
+# (create,concurrency,change,fleet,plugin).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -285,8 +285,7 @@ pub fn load_namespace(
 }
 
 /// How [`load_namespace_with`] reads one file: `read(path, shown)`.
-pub type ReadFile<'a> =
-    dyn FnMut(&Path, &Path) -> Result<Vec<Manifest>, Vec<ManifestError>> + 'a;
+pub type ReadFile<'a> = dyn FnMut(&Path, &Path) -> Result<Vec<Manifest>, Vec<ManifestError>> + 'a;
 
 /// [`load_namespace`], reading each file with `read(path, shown)`, where
 /// `shown` is the path relative to `repo` that objects and errors carry

@@ -19,6 +19,15 @@ use gitops_shared::{
     units::{parse_duration, parse_size},
 };
 
+/// Writes in flight at once by default. `scripts/bench.sh` creates 1,000
+/// objects `--once` at 1 to 64 against the API server's floor
+/// (docs/benchmarks.md): 1 and 2 are about twice the floor, 4 to 64 within
+/// the noise of each other on a server sharing two cores with the agent;
+/// a server on its own machine gains more from overlapping round trips.
+/// 16 stays far below kube-apiserver's default of 200 mutating requests in
+/// flight, so a small API server is not flooded.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// Per-namespace sidecar: applies one namespace's Istio config from a
 /// git-sync checkout with server-side apply, prunes what left Git, reports
 /// drift and heals it.
@@ -121,7 +130,7 @@ pub struct Args {
     pub root_namespace: String,
 
     /// Objects applied in parallel within one apply rank
-    #[arg(long, env = "GITOPS_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "GITOPS_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
 
     /// How long a writer's lease lasts without renewal before another

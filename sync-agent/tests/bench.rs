@@ -233,7 +233,7 @@ fn sizes() -> Vec<usize> {
 }
 
 /// Whether to run `section` (`GITOPS_BENCH_SECTIONS`, a comma list of
-/// create, change, fleet, plugin; default all).
+/// create, concurrency, change, fleet, plugin; default all).
 fn section(name: &str) -> bool {
     std::env::var("GITOPS_BENCH_SECTIONS")
         .map(|s| s.split(',').any(|x| x.trim() == name))
@@ -580,6 +580,57 @@ fn bench_scale() {
             format!("{threads:.0}"),
             "",
         );
+    }
+
+    // the default --concurrency: --once creating 1,000 objects at each
+    // setting, against the floor, in one run on one server
+    if section("concurrency") {
+        let cluster = cluster();
+        let n = 1000;
+        let objects = realistic(n);
+        let settings = [1, 2, 4, 8, 16, 32, 64];
+        let gs = GitSync::new().unwrap();
+        for c in settings {
+            for r in 0..runs {
+                write_objects(&gs, &format!("conc-{c}-{r}"), &objects);
+            }
+        }
+        gs.commit_and_publish("concurrency").unwrap();
+        let mut floor_ms = Vec::new();
+        let mut by_setting = Vec::new();
+        // interleaved, so a slow spell of the machine hits every setting
+        for r in 0..runs {
+            floor_ms.push(floor_apply(&cluster, &format!("conc-floor-{r}"), &objects));
+            for (i, c) in settings.iter().enumerate() {
+                let ns = format!("conc-{c}-{r}");
+                let mut cmd = once_command(&cluster, &gs, &ns);
+                cmd.arg(format!("--concurrency={c}"));
+                let (ms, _, ok) = timed(cmd);
+                assert!(ok, "sync-agent --once --concurrency {c}");
+                if by_setting.len() <= i {
+                    by_setting.push(Vec::new());
+                }
+                by_setting[i].push(ms);
+            }
+        }
+        let (floor_med, ..) = spread(&floor_ms);
+        table.row(
+            format!("create {n}, `--once` by `--concurrency`: server floor"),
+            fmt_ms(&floor_ms),
+            "",
+        );
+        for (c, ms) in settings.iter().zip(&by_setting) {
+            let (med, ..) = spread(ms);
+            table.row(
+                format!("create {n}, `--once --concurrency {c}`"),
+                format!("{} (agent/floor {:.2})", fmt_ms(ms), med / floor_med),
+                if *c == sync_agent::config::DEFAULT_CONCURRENCY {
+                    "the default".to_string()
+                } else {
+                    String::new()
+                },
+            );
+        }
     }
 
     // one change in 1,000; then the no-op resync of 1,000 and idle CPU
