@@ -9,6 +9,7 @@
 mod util;
 
 mod agent;
+mod bad_input;
 mod canary;
 mod cluster;
 mod git_flow;

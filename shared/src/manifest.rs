@@ -157,6 +157,8 @@ pub enum Problem {
     Yaml(String),
     #[error("document is {0}, not a mapping")]
     NotMapping(&'static str),
+    #[error("`{0}` must be a mapping")]
+    FieldNotMapping(&'static str),
     #[error("missing or empty `{0}`")]
     Missing(&'static str),
     #[error("`{field}` must be a string")]
@@ -461,7 +463,7 @@ fn parse_document(
     let metadata = match map.get("metadata") {
         Some(Value::Object(m)) => m,
         Some(Value::Null) | None => return Err(err(Problem::Missing("metadata"))),
-        Some(_) => return Err(err(Problem::NotMapping("`metadata` that is not a mapping"))),
+        Some(_) => return Err(err(Problem::FieldNotMapping("metadata"))),
     };
     let name = string_field(metadata.get("name"), "metadata.name", lines.name)?;
     if let Err(rule) = check_dns1123_subdomain(&name) {

@@ -85,6 +85,11 @@ pub enum LoadFailure {
         "the revision kept changing while it was read ({attempts} attempts); it is read again on the next change or resync"
     )]
     Unstable { attempts: u32 },
+    #[error(
+        "{}: the link points at {}, which does not exist; nothing is applied or pruned until git-sync publishes a revision",
+        .link.display(), .target.display()
+    )]
+    MissingTarget { link: PathBuf, target: PathBuf },
 }
 
 /// Points in a read where tests may interfere (delete the worktree, move the link).
@@ -152,6 +157,13 @@ fn load_link(
                 moved,
                 "revision changed while it was read; reading again"
             );
+            if !moved && attempt == MAX_ATTEMPTS {
+                // Not a swap in progress: the link stays dangling.
+                return Err(LoadFailure::MissingTarget {
+                    link: link.to_path_buf(),
+                    target,
+                });
+            }
             std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
             continue;
         }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod corpus;
 pub mod gitsync;
 pub mod mesh;
 pub mod prometheus;
