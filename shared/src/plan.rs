@@ -99,6 +99,12 @@ impl Prepared {
     }
 }
 
+fn resource_version(live: &Value) -> Option<String> {
+    live["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_string)
+}
+
 fn parse_prepared(json: &str) -> Value {
     // Only ever written by `Prepared::of`, from a `Value`.
     serde_json::from_str(json).expect("a prepared object is JSON")
@@ -395,11 +401,7 @@ impl<'a> Planner<'a> {
         };
         let hash = prepared.hash.clone();
         let source_path = m.source.file.to_string_lossy();
-        let live_version = live.as_ref().and_then(|l| {
-            l["metadata"]["resourceVersion"]
-                .as_str()
-                .map(str::to_string)
-        });
+        let live_version = live.as_ref().and_then(resource_version);
         let (action, reason) = match &live {
             None if self.inventory.contains(&key) => {
                 self.plan.drift.push(Drift {
@@ -421,52 +423,42 @@ impl<'a> Planner<'a> {
                         .verified
                         .is_some_and(|v| v.holds(&key, live_version.as_deref(), &hash));
                 if trusted {
-                    self.plan.unchanged.push(Step {
-                        action: Action::Unchanged,
-                        key,
-                        kind,
-                        reason: "in sync".into(),
-                        object: None,
-                        source: Some(m.source.clone()),
-                        hash: Some(hash),
-                        live: None,
-                        live_version,
-                    });
-                    return;
-                }
-                let mut compared = prepared.value();
-                if let Some(annotations) = compared["metadata"]["annotations"].as_object_mut() {
-                    match live_source {
-                        Some(s) => annotations.insert(ANNOTATION_SOURCE.into(), s.into()),
-                        None => annotations.remove(ANNOTATION_SOURCE),
-                    };
-                }
-                let difference = first_difference(&compared, live, "")
-                    .or_else(|| first_foreign_field(&compared, live));
-                match difference {
-                    None if live_hash == Some(hash.as_str())
-                        && live_source != Some(source_path.as_ref()) =>
-                    {
-                        (
-                            Action::Update,
-                            format!(
-                                "moved in Git: {} -> {source_path}",
-                                live_source.unwrap_or("(no source)")
-                            ),
-                        )
+                    (Action::Unchanged, "in sync".to_string())
+                } else {
+                    let mut compared = prepared.value();
+                    if let Some(annotations) = compared["metadata"]["annotations"].as_object_mut() {
+                        match live_source {
+                            Some(s) => annotations.insert(ANNOTATION_SOURCE.into(), s.into()),
+                            None => annotations.remove(ANNOTATION_SOURCE),
+                        };
                     }
-                    None if live_hash == Some(hash.as_str()) => {
-                        (Action::Unchanged, "in sync".to_string())
+                    let difference = first_difference(&compared, live, "")
+                        .or_else(|| first_foreign_field(&compared, live));
+                    match difference {
+                        None if live_hash == Some(hash.as_str())
+                            && live_source != Some(source_path.as_ref()) =>
+                        {
+                            (
+                                Action::Update,
+                                format!(
+                                    "moved in Git: {} -> {source_path}",
+                                    live_source.unwrap_or("(no source)")
+                                ),
+                            )
+                        }
+                        None if live_hash == Some(hash.as_str()) => {
+                            (Action::Unchanged, "in sync".to_string())
+                        }
+                        None => (Action::Update, "hash annotation differs".to_string()),
+                        Some(diff) if live_hash == Some(hash.as_str()) => {
+                            self.plan.drift.push(Drift {
+                                key: key.clone(),
+                                reason: diff.clone(),
+                            });
+                            (Action::Update, diff)
+                        }
+                        Some(_) => (Action::Update, "changed in Git".to_string()),
                     }
-                    None => (Action::Update, "hash annotation differs".to_string()),
-                    Some(diff) if live_hash == Some(hash.as_str()) => {
-                        self.plan.drift.push(Drift {
-                            key: key.clone(),
-                            reason: diff.clone(),
-                        });
-                        (Action::Update, diff)
-                    }
-                    Some(_) => (Action::Update, "changed in Git".to_string()),
                 }
             }
         };
@@ -513,9 +505,7 @@ impl<'a> Planner<'a> {
             key: key.clone(),
             reason: "not in Git".into(),
         });
-        let live_version = live["metadata"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string);
+        let live_version = resource_version(&live);
         let live = self.kept(live);
         self.owned_not_wanted.push(Step {
             action: Action::Prune,
