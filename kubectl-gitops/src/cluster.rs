@@ -133,7 +133,8 @@ impl Cluster {
             },
         };
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).context("creating the Kubernetes client")?;
+        let client =
+            gitops_kube::client::build(config).context("creating the Kubernetes client")?;
         Ok(Self {
             client,
             server,

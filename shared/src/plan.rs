@@ -74,11 +74,15 @@ impl Step {
 
 /// A desired object as it is applied ([`desired_object`]), kept as compact
 /// JSON beside its hash: a parsed `Value` tree of a small Istio object
-/// takes about ten times the memory (every map is a B-tree), so the agent
-/// keeps these between passes, and a step shares the text with them.
+/// takes about ten times the memory (every map is a B-tree), and a step
+/// shares the text. Between passes the agent keeps only the hash (a third
+/// of its idle heap was these texts, docs/benchmarks.md) and the planner
+/// asks for the object again when it must compare or write it
+/// ([`Planner::with_reread`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
-    pub json: Arc<str>,
+    /// `None` when only the hash was kept.
+    pub json: Option<Arc<str>>,
     pub hash: String,
 }
 
@@ -89,15 +93,29 @@ impl Prepared {
         let source = m.source.file.to_string_lossy();
         let (object, hash) = desired_object(&m.object, namespace, agent, &source);
         Self {
-            json: object.to_string().into(),
+            json: Some(object.to_string().into()),
             hash,
         }
     }
 
-    pub fn value(&self) -> Value {
-        parse_prepared(&self.json)
+    /// The hash alone.
+    pub fn hash_only(&self) -> Self {
+        Self {
+            json: None,
+            hash: self.hash.clone(),
+        }
+    }
+
+    /// The object, parsed (`None` when only the hash was kept).
+    pub fn value(&self) -> Option<Value> {
+        self.json.as_deref().map(parse_prepared)
     }
 }
+
+/// How a planner gets desired object `index` again when it was given only
+/// its hash; `None` when it cannot (the planner then leaves the object out
+/// and the caller must not use the plan).
+pub type Reread<'a> = dyn FnMut(usize) -> Option<Prepared> + 'a;
 
 fn resource_version(live: &Value) -> Option<String> {
     live["metadata"]["resourceVersion"]
@@ -273,7 +291,6 @@ pub enum KeepLive {
 /// [`plan`], fed one live object at a time: each is compared as it comes and
 /// dropped, so a namespace of thousands is never held whole (the agent feeds
 /// it a LIST page at a time). The plan is the same in any order of `add`.
-#[derive(Debug)]
 pub struct Planner<'a> {
     desired: &'a DesiredSet,
     opts: &'a PlanOptions,
@@ -285,9 +302,20 @@ pub struct Planner<'a> {
     /// What [`Planner::with_prepared`] was given: `desired.manifests[i]`,
     /// prepared.
     prepared: Option<&'a [Prepared]>,
+    reread: Option<&'a mut Reread<'a>>,
     verified: Option<&'a Verified>,
     plan: Plan,
     owned_not_wanted: Vec<Step>,
+}
+
+impl std::fmt::Debug for Planner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("namespace", &self.desired.namespace)
+            .field("wanted", &self.wanted.len())
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Planner<'a> {
@@ -315,6 +343,7 @@ impl<'a> Planner<'a> {
             inventory: inventory.iter().collect(),
             wanted,
             prepared: None,
+            reread: None,
             verified: None,
             plan: Plan::default(),
             owned_not_wanted: Vec::new(),
@@ -331,6 +360,12 @@ impl<'a> Planner<'a> {
             "one prepared object per desired manifest"
         );
         self.prepared = Some(prepared);
+        self
+    }
+
+    /// Where to get a prepared object that was given as its hash alone.
+    pub fn with_reread(mut self, reread: &'a mut Reread<'a>) -> Self {
+        self.reread = Some(reread);
         self
     }
 
@@ -391,11 +426,12 @@ impl<'a> Planner<'a> {
 
     /// The step of desired manifest `index` against its live object.
     fn step(&mut self, index: usize, key: ObjectKey, live: Option<Value>) {
-        let m = &self.desired.manifests[index];
+        let desired = self.desired;
+        let m = &desired.manifests[index];
         let Some(kind) = kinds::lookup(&m.group, &m.kind) else {
             return;
         };
-        let prepared = match self.prepared {
+        let mut prepared = match self.prepared {
             Some(prepared) => Cow::Borrowed(&prepared[index]),
             None => Cow::Owned(Prepared::of(m, &self.desired.namespace, &self.opts.agent)),
         };
@@ -425,7 +461,11 @@ impl<'a> Planner<'a> {
                 if trusted {
                     (Action::Unchanged, "in sync".to_string())
                 } else {
-                    let mut compared = prepared.value();
+                    let Some(full) = self.full(index, prepared) else {
+                        return;
+                    };
+                    prepared = full;
+                    let mut compared = prepared.value().expect("a full prepared object");
                     if let Some(annotations) = compared["metadata"]["annotations"].as_object_mut() {
                         match live_source {
                             Some(s) => annotations.insert(ANNOTATION_SOURCE.into(), s.into()),
@@ -479,17 +519,36 @@ impl<'a> Planner<'a> {
             });
             return;
         }
+        let Some(prepared) = self.full(index, prepared) else {
+            return;
+        };
         self.plan.apply.push(Step {
             action,
             key,
             kind,
             reason,
-            object: Some(prepared.json.clone()),
+            object: prepared.json.clone(),
             source,
             hash: Some(hash),
             live: live.map(|l| self.kept(l)),
             live_version,
         });
+    }
+
+    /// `prepared` with its object: asked for again when it was given as
+    /// its hash alone; `None` when that failed.
+    fn full(&mut self, index: usize, prepared: Cow<'a, Prepared>) -> Option<Cow<'a, Prepared>> {
+        if prepared.json.is_some() {
+            return Some(prepared);
+        }
+        match self.reread.as_mut() {
+            Some(reread) => reread(index).map(Cow::Owned),
+            None => {
+                let m = &self.desired.manifests[index];
+                let again = Prepared::of(m, &self.desired.namespace, &self.opts.agent);
+                Some(Cow::Owned(again))
+            }
+        }
     }
 
     /// A live object that Git does not ask for: a prune when it is owned.
@@ -840,6 +899,61 @@ mod tests {
                 summary(&want)
             );
         }
+    }
+
+    #[test]
+    fn hashes_alone_are_read_again_only_for_what_is_compared_or_written() {
+        let d = desired(
+            &[vs("reviews").route("v1", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let whole = prepared(&d);
+        let hashes: Vec<Prepared> = whole.iter().map(Prepared::hash_only).collect();
+        let opts = PlanOptions::default();
+        let mut live = applied(&d);
+        let plan_of = |live: &[Value], verified: &Verified, fail: bool| {
+            let asked = std::cell::RefCell::new(Vec::new());
+            let mut reread = |i: usize| {
+                asked.borrow_mut().push(i);
+                (!fail).then(|| whole[i].clone())
+            };
+            let inv = inventory(live);
+            let mut planner = Planner::new(&d, &inv, &opts, KeepLive::Metadata)
+                .unwrap()
+                .with_prepared(&hashes)
+                .with_reread(&mut reread)
+                .with_verified(verified);
+            live.iter().for_each(|l| planner.add(l.clone()));
+            let plan = planner.finish().unwrap();
+            (plan, asked.into_inner())
+        };
+        // Nothing verified: each is compared, so each is read again, and
+        // the plan is the one of the whole objects.
+        let (first, asked) = plan_of(&live, &Verified::default(), false);
+        assert_eq!(asked.len(), 2);
+        let steps = |p: &Plan| {
+            let steps = p.apply.iter().chain(&p.unchanged);
+            let steps: Vec<_> = steps
+                .map(|s| (s.action, s.key.clone(), s.reason.clone(), s.object.clone()))
+                .collect();
+            (steps, p.drift.clone())
+        };
+        let want = plan_with(&d, &live, &whole, &Verified::default());
+        assert_eq!(steps(&first), steps(&want));
+        // Verified and unchanged: nothing read.
+        let verified = Verified::of(&first);
+        let (again, asked) = plan_of(&live, &verified, false);
+        assert!(again.is_noop() && asked.is_empty(), "{asked:?}");
+        // One edited live: only that one is read, and written whole.
+        live[0]["spec"]["hosts"] = json!(["other"]);
+        live[0]["metadata"]["resourceVersion"] = json!("8");
+        let (drifted, asked) = plan_of(&live, &verified, false);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(drifted.apply.len(), 1);
+        assert_eq!(drifted.apply[0].object, whole[asked[0]].json);
+        // A read that fails leaves the object out (the caller drops the plan).
+        let (partial, _) = plan_of(&live, &verified, true);
+        assert!(partial.apply.is_empty(), "{:?}", partial.apply);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use gitops_kube::{live, resources::Served};
-use gitops_shared::plan::{Action, Plan, Planner, Verified, kinds_in_use};
+use gitops_shared::plan::{Action, Plan, Planner, Prepared, Verified, kinds_in_use};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::DynamicObject};
 use tokio::{net::TcpListener, time::Instant};
@@ -293,8 +293,29 @@ impl Agent {
         // The plan is made a LIST page at a time: a live object is compared
         // as it arrives and only what a step needs of it is kept.
         let opts = plan::options(&self.cfg.name);
+        // An object of a file this pass did not parse comes with its hash
+        // alone: when it must be compared or written, its file is read again.
+        let changed = std::cell::RefCell::new(None);
+        let load_opts = load::load_options(&self.cfg);
+        let mut reread = |index: usize| {
+            let m = &desired.manifests[index];
+            if !m.object.is_null() {
+                return Some(Prepared::of(m, &self.cfg.namespace, &self.cfg.name));
+            }
+            let again = self.cache.reread(
+                &loaded.tree,
+                m,
+                &self.cfg.namespace,
+                &self.cfg.name,
+                &load_opts,
+            );
+            again
+                .map_err(|file| *changed.borrow_mut() = Some(file))
+                .ok()
+        };
         let mut planner = plan::planner(&loaded.desired, &inventory, &opts).map(|p| {
             p.with_prepared(&loaded.prepared)
+                .with_reread(&mut reread)
                 .with_verified(&self.verified)
         });
         let unserved = live::list_pages(
@@ -320,11 +341,16 @@ impl Agent {
             });
         }
 
+        let planned = planner.and_then(Planner::finish);
+        if let Some(file) = changed.take() {
+            return Err(SyncError::RevisionUnstable(LoadFailure::Changed(file)));
+        }
+
         // 5. decide
         let decision = decide::decide(
             &loaded,
             &control,
-            planner.and_then(Planner::finish),
+            planned,
             Settings::of(&self.cfg),
             Memory {
                 applied_digest: self.applied_digest.as_deref(),

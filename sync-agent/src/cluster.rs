@@ -14,6 +14,7 @@ use kube::{
 /// storage is gone answers 5xx long before this, but a hung connection must
 /// not hang the loop.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Clients for requests and for long-running watches.
 #[derive(Clone)]
@@ -68,12 +69,14 @@ pub async fn connect(
     let mut requests = config.clone();
     requests.read_timeout = Some(REQUEST_TIMEOUT);
     requests.write_timeout = Some(REQUEST_TIMEOUT);
-    requests.connect_timeout = Some(Duration::from_secs(10));
+    requests.connect_timeout = Some(CONNECT_TIMEOUT);
     let mut watches = config;
-    watches.connect_timeout = Some(Duration::from_secs(10));
+    watches.connect_timeout = Some(CONNECT_TIMEOUT);
+    let requests = gitops_kube::client::build(requests);
+    let watches = gitops_kube::client::build(watches);
     Ok(Clients {
-        requests: Client::try_from(requests).context("building the API client")?,
-        watches: Client::try_from(watches).context("building the API watch client")?,
+        requests: requests.context("building the API client")?,
+        watches: watches.context("building the API watch client")?,
         url,
     })
 }

@@ -156,7 +156,7 @@ mod tests {
         manifest::{LoadOptions, Problem, parse_str},
     };
     use serde_json::Value;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     const NS: &str = "team-a";
     const DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\nspec:\n  host: reviews\n";
@@ -169,6 +169,7 @@ mod tests {
             manifests.extend(parse_str(text, Path::new(&path), &LoadOptions::default()).unwrap());
         }
         Loaded {
+            tree: PathBuf::new(),
             revision: revision.into(),
             base_path: "namespaces".into(),
             desired: Ok(DesiredSet {

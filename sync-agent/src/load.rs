@@ -37,6 +37,9 @@ const MAX_ATTEMPTS: u32 = 20;
 /// One revision, read.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The folder the revision was read from (the link's target, or the
+    /// plain folder): where a file is read again ([`ParseCache::reread`]).
+    pub tree: PathBuf,
     /// The commit (link target's last component), `<HEAD>[-dirty]`, or `sha256:...`.
     pub revision: String,
     /// The base folder used (flag, or the revision's `.gitops/config.yaml`).
@@ -45,9 +48,10 @@ pub struct Loaded {
     pub desired: Result<DesiredSet, LoadError>,
     /// With `--strict`: the Error findings of the analysis (refuse when any).
     pub findings: Vec<Finding>,
-    /// `desired`'s manifests as they are applied, in the same order. Their
-    /// parsed documents are dropped (`Value::Null`) unless `--strict`
-    /// analyses them: plan with these.
+    /// `desired`'s manifests as they are applied, in the same order (whole
+    /// for the files this read parsed, else the hash alone). Their parsed
+    /// documents are dropped (`Value::Null`) unless `--strict` analyses
+    /// them: plan with these.
     pub prepared: Vec<Prepared>,
     /// Files parsed by this read; the others' content was in the cache.
     pub parsed_files: usize,
@@ -90,6 +94,11 @@ pub enum LoadFailure {
         .link.display(), .target.display()
     )]
     MissingTarget { link: PathBuf, target: PathBuf },
+    #[error(
+        "{}: changed or removed while the revision was applied; it is read again on the next change or resync",
+        .0.display()
+    )]
+    Changed(PathBuf),
 }
 
 /// Points in a read where tests may interfere (delete the worktree, move the link).
@@ -171,7 +180,7 @@ fn load_link(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| target.display().to_string());
-        return Ok(finish(cfg, revision, base_path, desired, read));
+        return Ok(finish(cfg, &target, revision, base_path, desired, read));
     }
     Err(LoadFailure::Unstable {
         attempts: MAX_ATTEMPTS,
@@ -196,7 +205,7 @@ fn load_plain(
         let (base_path, desired, read) = read_tree(cfg, cache, dir);
         hook(Stage::Read, dir);
         if plain_revision(cfg, dir) == before {
-            return Ok(finish(cfg, before, base_path, desired, read));
+            return Ok(finish(cfg, dir, before, base_path, desired, read));
         }
         debug!(attempt, "folder changed while it was read; reading again");
         std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
@@ -208,6 +217,7 @@ fn load_plain(
 
 fn finish(
     cfg: &Config,
+    tree: &Path,
     revision: String,
     base_path: String,
     desired: Result<DesiredSet, LoadError>,
@@ -221,6 +231,7 @@ fn finish(
         _ => Vec::new(),
     };
     Loaded {
+        tree: tree.to_path_buf(),
         revision,
         base_path,
         desired,
@@ -279,11 +290,7 @@ fn read_tree(
             (Vec::new(), 0),
         );
     }
-    let opts = LoadOptions {
-        max_objects: Some(cfg.max_objects),
-        max_total_bytes: Some(cfg.max_bytes),
-        ..LoadOptions::default()
-    };
+    let opts = load_options(cfg);
     let mut reader = cache.reader(&cfg.namespace, &cfg.name, cfg.strict);
     let desired = load_namespace_with(tree, &base, &cfg.policy, &opts, &mut |file, shown| {
         reader.read(file, shown, &opts)
@@ -292,6 +299,15 @@ fn read_tree(
     let prepared = reader.finish();
     debug!(files = cache.len(), parsed, "revision read");
     (base, desired, (prepared, parsed))
+}
+
+/// The limits a revision is read with (`--max-objects`, `--max-bytes`).
+pub fn load_options(cfg: &Config) -> LoadOptions {
+    LoadOptions {
+        max_objects: Some(cfg.max_objects),
+        max_total_bytes: Some(cfg.max_bytes),
+        ..LoadOptions::default()
+    }
 }
 
 /// The revision of a plain folder: the HEAD commit of its git work tree
@@ -663,14 +679,36 @@ mod tests {
         }
     }
 
-    /// The desired set and prepared objects of `loaded`, comparable.
-    fn prepared(loaded: &Loaded) -> Vec<(String, PathBuf, Prepared)> {
+    /// The desired set and the hashes of its prepared objects, comparable.
+    fn prepared(loaded: &Loaded) -> Vec<(String, PathBuf, String)> {
         let set = loaded.desired.as_ref().unwrap();
         assert_eq!(set.manifests.len(), loaded.prepared.len());
         set.manifests
             .iter()
             .zip(&loaded.prepared)
-            .map(|(m, p)| (m.name.clone(), m.source.file.clone(), p.clone()))
+            .map(|(m, p)| (m.name.clone(), m.source.file.clone(), p.hash.clone()))
+            .collect()
+    }
+
+    /// The prepared objects of `loaded`, whole: those given as a hash read
+    /// again through `cache`.
+    fn whole(loaded: &Loaded, cache: &ParseCache, cfg: &Config) -> Vec<Prepared> {
+        let set = loaded.desired.as_ref().unwrap();
+        set.manifests
+            .iter()
+            .zip(&loaded.prepared)
+            .map(|(m, p)| match p.json {
+                Some(_) => p.clone(),
+                None => cache
+                    .reread(
+                        &loaded.tree,
+                        m,
+                        &cfg.namespace,
+                        &cfg.name,
+                        &load_options(cfg),
+                    )
+                    .unwrap(),
+            })
             .collect()
     }
 
@@ -690,10 +728,14 @@ mod tests {
             "the cache keeps no parsed documents"
         );
         assert_eq!(prepared(&first), prepared(&load(&cfg).unwrap()));
-        // The same content again (a resync): nothing parsed.
+        assert!(first.prepared.iter().all(|p| p.json.is_some()));
+        // The same content again (a resync): nothing parsed, the objects
+        // are hashes, and reading one again gives what the first read did.
         let again = load_cached(&cfg, &mut cache).unwrap();
         assert_eq!(again.parsed_files, 0);
         assert_eq!(prepared(&again), prepared(&first));
+        assert!(again.prepared.iter().all(|p| p.json.is_none()));
+        assert_eq!(whole(&again, &cache, &cfg), first.prepared);
         // b edited, a moved, c added: those are parsed, and the plan's
         // input is what a fresh read gives.
         v.worktree(
@@ -713,6 +755,8 @@ mod tests {
         assert!(
             second.prepared[a]
                 .json
+                .as_deref()
+                .unwrap()
                 .contains("namespaces/team-a/moved/a.yaml")
         );
         // Only this revision's files are held.
@@ -722,6 +766,37 @@ mod tests {
         let third = load_cached(&cfg, &mut cache).unwrap();
         assert_eq!((third.parsed_files, cache.len()), (0, 1));
         assert_eq!(names(&third), ["c"]);
+    }
+
+    #[test]
+    fn an_object_is_never_read_again_from_other_bytes_than_were_read() {
+        let v = Volume::new();
+        let cfg = v.config();
+        let mut cache = ParseCache::default();
+        let tree = v.worktree("r1", &[("a.yaml", vs("a")), ("b.yaml", vs("b"))]);
+        v.publish("r1");
+        load_cached(&cfg, &mut cache).unwrap();
+        let loaded = load_cached(&cfg, &mut cache).unwrap();
+        let set = loaded.desired.as_ref().unwrap();
+        let reread = |i: usize| {
+            cache.reread(
+                &loaded.tree,
+                &set.manifests[i],
+                "team-a",
+                "sync-agent",
+                &load_options(&cfg),
+            )
+        };
+        let file = |name: &str| tree.join("namespaces/team-a").join(name);
+        let at = |name: &str| names(&loaded).iter().position(|n| n == name).unwrap();
+        let (a, b) = (at("a"), at("b"));
+        // edited in place after it was read (git-sync never does; a hand
+        // does): the revision is read again, not the new bytes applied
+        fs::write(file("a.yaml"), vs("a").replace("host: a", "host: evil")).unwrap();
+        assert_eq!(reread(a), Err(file("a.yaml")));
+        // gone (git-sync removed the old worktree)
+        fs::remove_file(file("b.yaml")).unwrap();
+        assert_eq!(reread(b), Err(file("b.yaml")));
     }
 
     #[test]

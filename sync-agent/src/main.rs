@@ -7,6 +7,7 @@ use clap::Parser as _;
 use sync_agent::{Args, Config};
 
 fn main() -> ExitCode {
+    sync_agent::memory::one_arena();
     let args = Args::parse();
     let config = match Config::from_args(args, std::env::var("POD_NAMESPACE").ok()) {
         Ok(config) => config,
@@ -17,8 +18,8 @@ fn main() -> ExitCode {
     };
     sync_agent::init_tracing(config.log_format);
     // One thread: the agent waits on the API server, not on its CPU, and
-    // every extra worker is another malloc arena that keeps a sync's peak
-    // resident (docs/benchmarks.md). The revision is read on tokio's
+    // a worker per core is only more stacks and contention on the one
+    // malloc arena (memory.rs). The revision is read on tokio's
     // blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

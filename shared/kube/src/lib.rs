@@ -1,6 +1,7 @@
 //! `gitops-kube`: the one home of what both programs do with the cluster
 //! (DESIGN.md, "Workspace layout"), beside the pure core `gitops-shared`,
-//! which stays free of kube and tokio. [`resources`] maps Istio kinds and
+//! which stays free of kube and tokio. [`client`] builds the API client;
+//! [`resources`] maps Istio kinds and
 //! `GitOpsSync` to API resources at the versions the server serves;
 //! [`live`] lists what a namespace's plan is made against; [`retry`] runs
 //! one API call with jittered retries; [`gitopssync`] is the typed `GitOpsSync`
@@ -8,6 +9,7 @@
 //! code and error kind, never by their text.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod errors;
 pub mod gitopssync;
 pub mod live;
