@@ -292,3 +292,120 @@ fn a_push_declined_by_a_hook_fails_at_once_with_the_reason() {
     assert_eq!(rev(&d, &d.repo, "HEAD"), head, "the local branch moved");
     d.assert_clean();
 }
+
+/// An HTTP remote that asks for credentials on every request (401).
+fn http_remote_that_refuses() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"config\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_token_in_the_remote_url_never_reaches_the_output() {
+    let d = Dir::new();
+    d.init();
+    let port = http_remote_that_refuses();
+    for (secret, url) in [
+        (
+            "s3cr3t-pass",
+            format!("http://alice:s3cr3t-pass@127.0.0.1:{port}/config.git"),
+        ),
+        (
+            "ghp_T0KEN",
+            format!("http://ghp_T0KEN@127.0.0.1:{port}/config.git"),
+        ),
+    ] {
+        let _ = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&d.repo)
+            .args(["remote", "remove", "origin"])
+            .output();
+        d.git(&["remote", "add", "origin", &url]);
+        // none of this user's helpers: the URL's own credentials are all
+        d.git(&["config", "credential.helper", ""]);
+        let run = d.kg().args(["-vvv", "push"]).expect(2);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!all.contains(secret), "{secret} shown:\n{all}");
+        assert!(all.contains("origin"), "{all}");
+        let status = d.kg().args(["-vvv", "status"]).run();
+        let all = format!("{}{}", status.stdout, status.stderr);
+        assert!(!all.contains(secret), "{secret} shown by status:\n{all}");
+    }
+}
+
+/// Three clones push at the same moment: each push lands (the losers
+/// fetch, rebase and push again), and the remote holds all three commits,
+/// in a line, none lost.
+#[test]
+fn pushes_from_three_clones_at_once_all_land() {
+    let d = Dir::new();
+    let (bare, other) = remote_and_clone(&d);
+    let third = d.tmp("third");
+    d.git_in(
+        &d.tmp(""),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            third.to_str().unwrap(),
+        ],
+    );
+    let clones = [
+        (d.repo.clone(), "team-a", "destination-rule-all.yaml"),
+        (other, "team-b", "destination-rule-reviews.yaml"),
+        (third, "team-c", "virtual-service-all-v1.yaml"),
+    ];
+    for (dir, ns, file) in &clones {
+        d.kg_in(dir)
+            .args(["-n", ns, "stage"])
+            .arg(sample(file))
+            .ok();
+        d.kg_in(dir)
+            .args(["commit", "-m", &format!("{ns} change")])
+            .ok();
+    }
+    let barrier = std::sync::Barrier::new(clones.len());
+    let outputs: Vec<String> = std::thread::scope(|s| {
+        let pushes: Vec<_> = clones
+            .iter()
+            .map(|(dir, _, _)| {
+                let barrier = &barrier;
+                let d = &d;
+                s.spawn(move || {
+                    barrier.wait();
+                    d.kg_in(dir).args(["push", "--retries", "10"]).ok()
+                })
+            })
+            .collect();
+        pushes.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o.contains("pushed main to origin main")),
+        "{outputs:?}"
+    );
+    let log = d.git_in(&bare, &["log", "--format=%s", "main"]);
+    for (_, ns, _) in &clones {
+        assert!(log.contains(&format!("{ns} change")), "{ns} lost:\n{log}");
+    }
+    let merges = d.git_in(&bare, &["log", "--merges", "--format=%H", "main"]);
+    assert!(merges.trim().is_empty(), "not linear:\n{merges}");
+}

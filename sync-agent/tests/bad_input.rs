@@ -207,6 +207,11 @@ fn a_bad_revision_changes_nothing_in_the_cluster() {
         *tried.entry(case.family().to_string()).or_default() += 1;
     }
     println!("agent end to end: cases tried per family: {tried:?}");
+    // for docs/reliability.md (scripts/reliability.sh)
+    let dir = gitops_tests::cluster::repo_root().join("target/reliability");
+    fs::create_dir_all(&dir).unwrap();
+    let counts: String = tried.iter().map(|(f, n)| format!("{f}: {n}\n")).collect();
+    fs::write(dir.join("bad-e2e.txt"), counts).unwrap();
 
     // the good revision again: Synced, nothing lost
     let (_, a) = agent.as_ref().unwrap();

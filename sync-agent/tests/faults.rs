@@ -226,3 +226,66 @@ fn sigterm_during_an_apply_finishes_it_and_exits_0() {
     assert_eq!(status["phase"], "Synced");
     drop(proxy);
 }
+
+/// SIGKILL in the middle of an apply: no chance to finish or to write the
+/// status. The status never claims the half-applied revision; an agent
+/// started again converges on it, prunes nothing Git holds, and its status
+/// tells the truth.
+#[test]
+fn sigkill_during_an_apply_then_a_restart_converges_and_the_status_is_true() {
+    let cluster = cluster();
+    let (_runtime, proxy, kubeconfig) = proxied(&cluster);
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-seed.yaml", dr("seed"))
+        .unwrap();
+    let rev1 = gs.commit_and_publish("seed").unwrap();
+    let args = ["--concurrency", "2"];
+    let mut agent = Agent::gitsync_via(&kubeconfig, &gs, "team-a", &args, &[]);
+    wait_status(&agent, &cluster, "Synced", Some(&rev1));
+
+    let n = 40;
+    for i in 0..n {
+        let name = format!("svc-{i}");
+        gs.write(format!("namespaces/team-a/{name}.yaml"), vs(&name, 90, 10))
+            .unwrap();
+    }
+    proxy.set_latency(std::time::Duration::from_millis(100));
+    let before = cluster.audit().unwrap().len();
+    let rev2 = gs.commit_and_publish("forty").unwrap();
+    cluster
+        .wait_for_audit("a few creates of the apply", |events| {
+            agent_object_writes(&events[before.min(events.len())..], "team-a").len() >= 4
+        })
+        .unwrap();
+    agent.kill();
+    let at_kill = agent_object_writes(&audit_since(&cluster, before), "team-a").len();
+    proxy.set_latency(std::time::Duration::ZERO);
+    let status = gos_status(&cluster, "team-a");
+    assert_ne!(
+        status["revision"],
+        rev2.as_str(),
+        "claims what it did not finish: {status:#}"
+    );
+    let live = names(&cluster, "team-a", "virtualservices").len();
+    assert!(
+        live < n,
+        "the apply was over before the kill ({live} of {n})"
+    );
+    eprintln!("MEASURE SIGKILL after {at_kill} writes, {live} of {n} objects created");
+
+    let again = Agent::gitsync_via(&kubeconfig, &gs, "team-a", &args, &[]);
+    let status = wait_status(&again, &cluster, "Synced", Some(&rev2));
+    assert_eq!(
+        status["inventory"].as_array().unwrap().len(),
+        n + 1,
+        "{status:#}"
+    );
+    assert_eq!(names(&cluster, "team-a", "virtualservices").len(), n);
+    assert!(get(&cluster, "team-a", "destinationrules", "seed").is_some());
+    let deletes: Vec<_> = agent_object_writes(&audit_since(&cluster, before), "team-a")
+        .into_iter()
+        .filter(|e| e.verb == "delete")
+        .collect();
+    assert!(deletes.is_empty(), "{:?}", summarize(&deletes));
+    drop(proxy);
+}

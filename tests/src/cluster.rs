@@ -103,6 +103,9 @@ pub struct AuditEvent {
     pub code: Option<u16>,
     /// `ResponseComplete`, or `Panic` (`ResponseStarted` for watches).
     pub stage: String,
+    /// When the server received the request, in microseconds since the
+    /// epoch (0 when the log has no time).
+    pub received_us: i64,
 }
 
 impl AuditEvent {
@@ -139,6 +142,8 @@ struct RawAuditEvent {
     user_agent: String,
     object_ref: Option<AuditObjectRef>,
     response_status: Option<RawStatus>,
+    #[serde(default)]
+    request_received_timestamp: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -162,6 +167,11 @@ impl From<RawAuditEvent> for AuditEvent {
             object_ref: raw.object_ref,
             code: raw.response_status.and_then(|s| s.code),
             stage: raw.stage,
+            received_us: raw
+                .request_received_timestamp
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .map(|t| t.as_microsecond())
+                .unwrap_or(0),
         }
     }
 }

@@ -306,7 +306,9 @@ fn is_behind(status: &str) -> bool {
 fn transport_error(e: git2::Error, remote_name: &str) -> anyhow::Error {
     let unsupported =
         e.class() == git2::ErrorClass::Net && e.message().contains("unsupported URL protocol");
-    let error = anyhow::Error::new(e).context(format!("talking to the remote {remote_name}"));
+    // libgit2's message may quote the remote's URL, with a token in it.
+    let error =
+        anyhow!("{}", redact(e.message())).context(format!("talking to the remote {remote_name}"));
     if unsupported {
         // libgit2 speaks local paths, file://, git://, http(s):// and ssh://;
         // anything else (a custom remote helper, say) needs git itself.
@@ -316,6 +318,47 @@ fn transport_error(e: git2::Error, remote_name: &str) -> anyhow::Error {
     } else {
         error
     }
+}
+
+/// `text` with the secret of every URL in it masked: the password of
+/// `scheme://user:password@`, and the whole user part of an HTTP(S) URL
+/// without one (`https://<token>@host/...` is how tokens are often given).
+/// Remote URLs reach errors and logs; their credentials never do.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let scheme = before[..at]
+            .rsplit(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        // the authority ends at the path, or at anything a URL cannot hold
+        let end = after
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || "\"'<>`".contains(c)
+            })
+            .unwrap_or(after.len());
+        let (authority, tail) = after.split_at(end);
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                let masked = match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***"),
+                    None if scheme.starts_with("http") => "***".to_string(),
+                    None => userinfo.to_string(),
+                };
+                out.push_str(&masked);
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What one connection has offered so far.
@@ -342,7 +385,8 @@ fn credentials(
     if let Some((user, password)) = tried.filled.take() {
         credential_reject(workdir, url, &user, &password);
         return Err(git2::Error::from_str(&format!(
-            "{url} rejected the user and password from git's credential helper ({user}); they were erased from it (git credential reject): run again to give new ones"
+            "{} rejected the user and password from git's credential helper ({user}); they were erased from it (git credential reject): run again to give new ones",
+            redact(url)
         )));
     }
     let tried_types = &mut tried.types;
@@ -371,7 +415,8 @@ fn credentials(
         return Cred::default();
     }
     Err(git2::Error::from_str(&format!(
-        "no usable credentials for {url}: tried the ssh-agent and git's credential helpers (see `git config credential.helper`)"
+        "no usable credentials for {}: tried the ssh-agent and git's credential helpers (see `git config credential.helper`)",
+        redact(url)
     )))
 }
 
@@ -438,6 +483,36 @@ pub fn credential_fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_masked_wherever_they_are_quoted() {
+        for (text, shown) in [
+            (
+                "https://alice:s3cr3t@git.example.com/config.git",
+                "https://alice:***@git.example.com/config.git",
+            ),
+            (
+                "failed to connect to https://ghp_T0KEN@github.com/org/config: refused",
+                "failed to connect to https://***@github.com/org/config: refused",
+            ),
+            ("HTTP://t0ken@h:8080", "HTTP://***@h:8080"),
+            (
+                "ssh://git@github.com/org/config.git",
+                "ssh://git@github.com/org/config.git",
+            ),
+            (
+                "ssh://git:pw@github.com/x and http://u:p@a/b?c=d",
+                "ssh://git:***@github.com/x and http://u:***@a/b?c=d",
+            ),
+            ("'https://a:b@h'", "'https://a:***@h'"),
+            ("https://h/path@x", "https://h/path@x"),
+            ("no url here: a@b", "no url here: a@b"),
+            ("://@", "://@"),
+            ("", ""),
+        ] {
+            assert_eq!(redact(text), shown, "{text}");
+        }
+    }
 
     #[test]
     fn asks_the_configured_credential_helper() {
