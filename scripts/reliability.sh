@@ -33,7 +33,7 @@ run() {
 section "bad input: tests/testdata/bad through validate, stage, the loader and agents"
 bash scripts/test-cluster.sh build >/dev/null
 rm -f "$out/bad-e2e.txt"
-run bad -p kubectl-gitops -p sync-agent -E 'binary(bad_input)'
+run bad -p kubectl-gitops -p sync-agent -E 'binary(bad_input) | test(/^bad_input::/)'
 
 section "properties: PROPTEST_CASES=$cases"
 PROPTEST_CASES=$cases run properties -p gitops-shared -E 'binary(properties)'
@@ -44,8 +44,7 @@ run chaos -p sync-agent -E 'binary(chaos)'
 
 section "races"
 run races -p kubectl-gitops -p sync-agent -E '
-    binary(race)
-    | test(/racing|at_once|another_clone|two_replicas|two_agents|sigkill|sigterm|deleted_while_read|burst|nothing_published|old_worktree|never_settles|link_that|moved_while/)'
+    test(/^race::|three_clones_at_once|another_clone|two_replicas|two_agents|sigkill|sigterm|deleted_while_read|burst_of_20|old_worktree|never_settles|link_moved_after|bookinfo_applies_then/)'
 
 # the corpus by family (the name's first word), and the cases run end to end
 families=$(ls tests/testdata/bad | sed 's/-.*//' | sort | uniq -c | while read -r n family; do

@@ -108,6 +108,9 @@ impl Repo {
             .repo
             .find_remote(remote_name)
             .map_err(|e| PushError::Other(e.into()))?;
+        if remote.url().is_ok_and(is_local) {
+            return self.push_with_git(remote_name, branch, remote_ref);
+        }
         let rejected: RefCell<Option<String>> = RefCell::new(None);
         let mut callbacks = self.callbacks();
         callbacks.push_update_reference(|refname, status| {
@@ -135,6 +138,49 @@ impl Repo {
                 ))),
                 None => Ok(()),
             },
+        }
+    }
+
+    /// Push to a remote on this machine with git itself: libgit2's local
+    /// transport moves the remote's branch without checking that it is
+    /// still where the push found it, so two pushes at once could each
+    /// succeed and the first commit be lost. git's receive-pack updates
+    /// the branch only from the value it read, under its lock.
+    fn push_with_git(
+        &self,
+        remote_name: &str,
+        branch: &str,
+        remote_ref: &str,
+    ) -> Result<(), PushError> {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(&self.workdir)
+            .args(["push", "--porcelain", "--quiet", remote_name])
+            .arg(format!("refs/heads/{branch}:{remote_ref}"))
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| PushError::Other(anyhow!("running git push: {e}")))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let why = said
+            .lines()
+            .find(|l| l.starts_with('!'))
+            .map(|l| l.rsplit('\t').next().unwrap_or(l).trim().to_string())
+            .unwrap_or_else(|| said.trim().to_string());
+        let why = redact(&why);
+        if is_behind(&said) {
+            Err(PushError::Rejected(why))
+        } else {
+            Err(PushError::Other(anyhow!(
+                "{remote_name} refused the push: {why}; nothing was pushed"
+            )))
         }
     }
 
@@ -287,7 +333,10 @@ impl Repo {
 }
 
 /// Whether a refused ref update means "the remote has commits you lack"
-/// (fetch, rebase, retry), as git's own words for it go.
+/// (fetch, rebase, retry), as git's own words for it go, or that another
+/// push held the branch's lock at that moment (git: "cannot lock ref";
+/// libgit2 on a local remote: "failed to lock file"), which the same retry
+/// resolves.
 fn is_behind(status: &str) -> bool {
     let s = status.to_ascii_lowercase();
     [
@@ -296,6 +345,8 @@ fn is_behind(status: &str) -> bool {
         "fetch first",
         "stale info",
         "already exists",
+        "cannot lock ref",
+        "failed to lock",
     ]
     .iter()
     .any(|w| s.contains(w))
@@ -317,6 +368,22 @@ fn transport_error(e: git2::Error, remote_name: &str) -> anyhow::Error {
         ))
     } else {
         error
+    }
+}
+
+/// Whether a remote URL names a repository on this machine (a path or
+/// `file://`), which libgit2 reaches with its local transport.
+fn is_local(url: &str) -> bool {
+    url.starts_with("file://") || !(url.contains("://") || is_scp_like(url))
+}
+
+/// `user@host:path` or `host:path`, git's short form of an SSH URL (a colon
+/// before any slash).
+fn is_scp_like(url: &str) -> bool {
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), Some(slash)) => colon < slash,
+        (Some(_), None) => true,
+        _ => false,
     }
 }
 
@@ -483,6 +550,27 @@ pub fn credential_fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_remotes_are_told_from_network_ones() {
+        for url in [
+            "/srv/git/config.git",
+            "../config.git",
+            "file:///srv/config.git",
+            "C",
+        ] {
+            assert!(is_local(url), "{url}");
+        }
+        for url in [
+            "https://git.example.com/config.git",
+            "ssh://git@host/config.git",
+            "git@github.com:org/config.git",
+            "host:config.git",
+            "git://127.0.0.1:9418/config.git",
+        ] {
+            assert!(!is_local(url), "{url}");
+        }
+    }
 
     #[test]
     fn credentials_in_urls_are_masked_wherever_they_are_quoted() {
