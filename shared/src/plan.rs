@@ -113,7 +113,7 @@ impl Prepared {
 }
 
 /// How a planner gets desired object `index` again when it was given only
-/// its hash; `None` when it cannot (the planner then leaves the object out
+/// its hash and the manifest no longer holds its document; `None` when it cannot (the planner then leaves the object out
 /// and the caller must not use the plan).
 pub type Reread<'a> = dyn FnMut(usize) -> Option<Prepared> + 'a;
 
@@ -535,16 +535,16 @@ impl<'a> Planner<'a> {
         });
     }
 
-    /// `prepared` with its object: asked for again when it was given as
-    /// its hash alone; `None` when that failed.
+    /// `prepared` with its object: prepared from the manifest's document
+    /// when it still has one, else asked for again; `None` when that failed.
     fn full(&mut self, index: usize, prepared: Cow<'a, Prepared>) -> Option<Cow<'a, Prepared>> {
         if prepared.json.is_some() {
             return Some(prepared);
         }
+        let m = &self.desired.manifests[index];
         match self.reread.as_mut() {
-            Some(reread) => reread(index).map(Cow::Owned),
-            None => {
-                let m = &self.desired.manifests[index];
+            Some(reread) if m.object.is_null() => reread(index).map(Cow::Owned),
+            _ => {
                 let again = Prepared::of(m, &self.desired.namespace, &self.opts.agent);
                 Some(Cow::Owned(again))
             }
@@ -908,6 +908,13 @@ mod tests {
             false,
         );
         let whole = prepared(&d);
+        // as the agent holds them: the documents dropped, the hashes kept
+        let mut hollow = d.as_ref().unwrap().clone();
+        hollow
+            .manifests
+            .iter_mut()
+            .for_each(|m| m.object = Value::Null);
+        let hollow = Ok(hollow);
         let hashes: Vec<Prepared> = whole.iter().map(Prepared::hash_only).collect();
         let opts = PlanOptions::default();
         let mut live = applied(&d);
@@ -918,7 +925,7 @@ mod tests {
                 (!fail).then(|| whole[i].clone())
             };
             let inv = inventory(live);
-            let mut planner = Planner::new(&d, &inv, &opts, KeepLive::Metadata)
+            let mut planner = Planner::new(&hollow, &inv, &opts, KeepLive::Metadata)
                 .unwrap()
                 .with_prepared(&hashes)
                 .with_reread(&mut reread)

@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use gitops_kube::{live, resources::Served};
-use gitops_shared::plan::{Action, Plan, Planner, Prepared, Verified, kinds_in_use};
+use gitops_shared::plan::{Action, Plan, Planner, Verified, kinds_in_use};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::DynamicObject};
 use tokio::{net::TcpListener, time::Instant};
@@ -298,13 +298,9 @@ impl Agent {
         let changed = std::cell::RefCell::new(None);
         let load_opts = load::load_options(&self.cfg);
         let mut reread = |index: usize| {
-            let m = &desired.manifests[index];
-            if !m.object.is_null() {
-                return Some(Prepared::of(m, &self.cfg.namespace, &self.cfg.name));
-            }
             let again = self.cache.reread(
                 &loaded.tree,
-                m,
+                &desired.manifests[index],
                 &self.cfg.namespace,
                 &self.cfg.name,
                 &load_opts,

@@ -1,7 +1,6 @@
 //! The API client both programs build: kube's own stack (TLS from the
 //! kubeconfig, the base URI, retries when asked, the credentials, extra
-//! headers) over a hyper
-//! client whose connections hold small buffers.
+//! headers) over a hyper client whose connections hold small buffers.
 //!
 //! kube's default client keeps hyper's adaptive read buffer, which grows to
 //! about 400 KiB on a large LIST and stays that size on every pooled
