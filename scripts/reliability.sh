@@ -30,10 +30,15 @@ run() {
     grep -E '^\s+PASS ' "$out/$name.log" | sed -E 's/^\s+PASS \[[^]]*\] (\([^)]*\) )?//' | sort >"$out/$name.passed"
 }
 
+# Every test cluster appends what it checked of its audit log here when it
+# is dropped (tests/src/scope.rs): one line per end-to-end test.
+rm -f "$out/scope.log"
+
+bad='binary(bad_input) | test(/^bad_input::/)'
 section "bad input: tests/testdata/bad through validate, stage, the loader and agents"
 bash scripts/test-cluster.sh build >/dev/null
 rm -f "$out/bad-e2e.txt"
-run bad -p kubectl-gitops -p sync-agent -E 'binary(bad_input) | test(/^bad_input::/)'
+run bad -p kubectl-gitops -p sync-agent -E "$bad"
 
 section "properties: PROPTEST_CASES=$cases"
 PROPTEST_CASES=$cases run properties -p gitops-shared -E 'binary(properties)'
@@ -42,9 +47,12 @@ section "chaos"
 rm -f "$out/chaos.txt"
 run chaos -p sync-agent -E 'binary(chaos)'
 
+races='test(/^race::|three_clones_at_once|another_clone|two_replicas|two_agents|sigkill|sigterm|deleted_while_read|burst_of_20|old_worktree|never_settles|link_moved_after|bookinfo_applies_then|non_root_on_a_read_only/)'
 section "races"
-run races -p kubectl-gitops -p sync-agent -E '
-    test(/^race::|three_clones_at_once|another_clone|two_replicas|two_agents|sigkill|sigterm|deleted_while_read|burst_of_20|old_worktree|never_settles|link_moved_after|bookinfo_applies_then/)'
+run races -p kubectl-gitops -p sync-agent -E "$races"
+
+section "every other test, for the audit of its requests"
+run others --workspace -E "not ($bad | binary(properties) | binary(chaos) | $races)"
 
 # the corpus by family (the name's first word), and the cases run end to end
 families=$(ls tests/testdata/bad | sed 's/-.*//' | sort | uniq -c | while read -r n family; do
@@ -55,6 +63,8 @@ e2e=$(awk -F': ' '{n += $2} END {print n + 0}' "$out/bad-e2e.txt")
 value() { sed -n "s/^$1: //p" "$out/chaos.txt"; }
 fuzz=target/fuzz-report.txt
 fv() { sed -n "s/^$1: //p" "$fuzz"; }
+# scope.log: "agent N plugin M violations K" per test cluster
+scope() { awk -v f="$1" '{for (i = 1; i < NF; i += 2) if ($i == f) n += $(i + 1)} END {print n + 0}' "$out/scope.log"; }
 
 section "writing docs/reliability.md"
 {
@@ -77,7 +87,10 @@ section "writing docs/reliability.md"
     echo "| race tests | $(wc -l <"$out/races.passed") |"
     echo "| objects lost | $(value 'objects lost') |"
     echo "| wrong prunes | $(value 'wrong prunes') |"
-    echo "| requests outside the namespace | $(value 'requests outside the namespace') |"
+    echo "| requests outside the namespace, chaos | $(value 'requests outside the namespace') |"
+    echo "| end-to-end tests whose audit log was checked | $(wc -l <"$out/scope.log") |"
+    echo "| requests of the agent / the plugin checked | $(scope agent) / $(scope plugin) |"
+    echo "| requests outside the namespace (other than discovery), all end-to-end tests | $(scope violations) |"
     echo "| agents crashed | $(value 'agents crashed') |"
     echo
     echo "## Bad input"
@@ -114,6 +127,15 @@ section "writing docs/reliability.md"
     echo "## Races"
     echo
     sed 's/^/- /' "$out/races.passed"
+    echo
+    echo "## Requests, from every end-to-end test's audit log (tests/src/scope.rs)"
+    echo
+    echo "When a test's API server stops, its whole audit log is checked: every"
+    echo "request of an agent is in that agent's namespace or a read of discovery;"
+    echo "every request of the plugin is namespaced, discovery, or the fleet view of"
+    echo "\`status -A\` (a list of GitOpsSyncs). A test with one request outside fails."
+    echo "$(wc -l <"$out/scope.log") test clusters, $(scope agent) requests of agents, $(scope plugin) of the plugin,"
+    echo "$(scope violations) outside."
     echo
     echo "## Fuzzing (cargo fuzz, fuzz/fuzz_targets/loader.rs)"
     echo

@@ -55,6 +55,11 @@ pub fn context_namespace(global: &Global) -> Result<String> {
     }
 }
 
+/// `kubectl-gitops/<version>`, the user agent of the plugin's requests.
+pub fn user_agent() -> String {
+    format!("kubectl-gitops/{}", env!("CARGO_PKG_VERSION"))
+}
+
 fn read_kubeconfig(path: &Path) -> Result<Kubeconfig> {
     Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))
 }
@@ -133,6 +138,11 @@ impl Cluster {
             },
         };
         let server = config.cluster_url.to_string();
+        let mut config = config;
+        // The server's audit log then names the plugin, as it names kubectl.
+        if let (Ok(name), Ok(value)) = ("user-agent".parse(), user_agent().parse()) {
+            config.headers.push((name, value));
+        }
         let client =
             gitops_kube::client::build(config).context("creating the Kubernetes client")?;
         Ok(Self {

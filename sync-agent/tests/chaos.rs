@@ -32,6 +32,7 @@ use gitops_shared::{
     manifest::{LoadOptions, parse_str},
     normalize::desired_object,
 };
+use gitops_tests::scope::{by_agent_of, outside};
 use support::*;
 
 const NAMESPACES: [&str; 5] = ["chaos-a", "chaos-b", "chaos-c", "chaos-d", "chaos-e"];
@@ -252,26 +253,6 @@ fn drive_faults(
         }
     }
     faults
-}
-
-/// Whether the agent of `ns` made the request (its user agent names it).
-fn by_agent_of(e: &AuditEvent, ns: &str) -> bool {
-    e.user_agent.starts_with("sync-agent/") && e.user_agent.contains(&format!("({ns})"))
-}
-
-/// A request outside the agent's namespace: namespaced elsewhere, or
-/// cluster-scoped other than discovery.
-fn outside(e: &AuditEvent, ns: &str) -> bool {
-    let path = e.path();
-    if let Some(rest) = path.split("/namespaces/").nth(1) {
-        return rest.split('/').next() != Some(ns);
-    }
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let discovery = matches!(
-        parts.as_slice(),
-        ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] | ["version"]
-    );
-    !(discovery && e.verb == "get")
 }
 
 #[test]

@@ -489,3 +489,142 @@ fn is_discovery(e: &AuditEvent) -> bool {
             _ => false,
         }
 }
+
+/// The agent runs as a user that owns nothing of the volume, with every
+/// folder and file of it read-only (a `readOnly: true` mount, as the shipped
+/// manifests give it), and syncs two revisions without changing a byte of it.
+#[test]
+fn the_agent_runs_as_non_root_on_a_read_only_checkout() {
+    use std::os::unix::process::CommandExt as _;
+
+    let cluster = cluster();
+    let gs = GitSync::new().unwrap();
+    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
+        .unwrap();
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
+        .unwrap();
+    let rev1 = gs.commit_and_publish("reviews 80/20").unwrap();
+    // The volume's parent is the test's private temporary folder.
+    let parent = gs.root().parent().unwrap().to_path_buf();
+    fs_perm(&parent, 0o755);
+    read_only(&gs.root());
+    let before = snapshot(&gs.root());
+
+    // Its own copy of the kubeconfig, readable by the agent's user.
+    let home = tempfile::tempdir().unwrap();
+    fs_perm(home.path(), 0o755);
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::copy(cluster.kubeconfig_path(), &kubeconfig).unwrap();
+    fs_perm(&kubeconfig, 0o444);
+
+    let root = gs.root();
+    let args = [
+        "--repo",
+        root.to_str().unwrap(),
+        "--link",
+        gs.link_name(),
+        "--resync",
+        "1s",
+    ];
+    let mut cmd = command_with(&kubeconfig, "team-a", &args);
+    cmd.env("HOME", home.path());
+    if effective_uid("self") == 0 {
+        // nobody's ids on Debian; owns nothing here
+        cmd.uid(65533).gid(65533);
+    }
+    let agent = Agent::spawn(cmd, "team-a");
+    wait_status(&agent, &cluster, "Synced", Some(&rev1));
+    assert_ne!(
+        effective_uid(&agent.pid().to_string()),
+        0,
+        "the agent runs as root"
+    );
+    assert_eq!(snapshot(&gs.root()), before, "the agent changed the volume");
+
+    // git-sync (root here) publishes the next revision, read-only before
+    // the link points at it.
+    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 50, 50))
+        .unwrap();
+    let rev2 = gs.commit("reviews 50/50").unwrap();
+    set_modes(&gs.root(), 0o755, 0o644); // git-sync as any user
+    gs.prepare(&rev2).unwrap();
+    read_only(&gs.root());
+    let old = gs.swap(&rev2).unwrap().unwrap();
+    gs.cleanup(&old).unwrap();
+    let before = snapshot(&gs.root());
+    let status = wait_status(&agent, &cluster, "Synced", Some(&rev2));
+    assert_eq!(status["inventory"].as_array().unwrap().len(), 2);
+    let live = get(&cluster, "team-a", "virtualservices", "reviews").unwrap();
+    assert_eq!(live["spec"]["http"][0]["route"][0]["weight"], 50);
+    assert_eq!(snapshot(&gs.root()), before, "the agent changed the volume");
+    assert!(
+        !agent.log().contains("Permission denied"),
+        "{}",
+        agent.log()
+    );
+    set_modes(&gs.root(), 0o755, 0o644); // so the test can remove it
+}
+
+fn fs_perm(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Folders 0555, files 0444.
+fn read_only(dir: &std::path::Path) {
+    set_modes(dir, 0o555, 0o444);
+}
+
+/// `dir` and the folders in it to `dirs`, its files to `files`; symlinks
+/// are left alone (their mode means nothing). A folder is opened for
+/// writing before its entries are changed, and closed after.
+fn set_modes(dir: &std::path::Path, dirs: u32, files: u32) {
+    fs_perm(dir, dirs | 0o700);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            set_modes(&entry.path(), dirs, files);
+        } else if kind.is_file() {
+            fs_perm(&entry.path(), files);
+        }
+    }
+    fs_perm(dir, dirs);
+}
+
+/// Every path of `dir` with its size, modification time, mode and, for a
+/// symlink, its target.
+fn snapshot(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&d).unwrap();
+        let target = match meta.is_symlink() {
+            true => format!(" -> {}", std::fs::read_link(&d).unwrap().display()),
+            false => String::new(),
+        };
+        out.push(format!(
+            "{} {} {}.{} {:o}{target}",
+            d.display(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.mode()
+        ));
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The effective user id of a process (`self` or a pid), from /proc.
+fn effective_uid(pid: &str) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}

@@ -471,13 +471,35 @@ impl Drop for TestCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() || std::env::var_os("GITOPS_KEEP_CLUSTER").is_some() {
+        // Every request of the agent and the plugin in this test: in the
+        // agent's namespace, or discovery (crate::scope).
+        let mut violations = Vec::new();
+        if !std::thread::panicking() {
+            match self.audit() {
+                Ok(events) => {
+                    let report = crate::scope::check(&events);
+                    report.record();
+                    violations = report.violations;
+                }
+                Err(e) => violations.push(format!("the audit log is unreadable: {e:#}")),
+            }
+        }
+        if std::thread::panicking()
+            || !violations.is_empty()
+            || std::env::var_os("GITOPS_KEEP_CLUSTER").is_some()
+        {
             self.dir.disable_cleanup(true);
             eprintln!(
                 "test cluster: kept {} (logs, audit.log, kubeconfig)",
                 self.dir().display()
             );
         }
+        assert!(
+            violations.is_empty(),
+            "requests outside their namespace (other than discovery), from {}/audit.log:\n{}",
+            self.dir().display(),
+            violations.join("\n")
+        );
     }
 }
 

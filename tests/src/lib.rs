@@ -2,7 +2,8 @@
 //! ([`cluster::TestCluster`], built by `scripts/test-cluster.sh`) and a TCP
 //! proxy that injects network faults ([`proxy::FaultProxy`]), a real
 //! Prometheus ([`prometheus::TestPrometheus`]) and a mesh-traffic simulator
-//! for it to scrape ([`mesh::MeshSim`]).
+//! for it to scrape ([`mesh::MeshSim`]); and the rules of what our programs
+//! may request ([`scope`]), which every cluster checks its audit log against.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -11,6 +12,7 @@ pub mod gitsync;
 pub mod mesh;
 pub mod prometheus;
 pub mod proxy;
+pub mod scope;
 
 pub use cluster::{AuditEvent, AuditObjectRef, TestCluster};
 pub use proxy::FaultProxy;

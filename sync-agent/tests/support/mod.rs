@@ -159,12 +159,18 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        let mut cmd = command_with(kubeconfig, namespace, args);
+        cmd.envs(env.iter().copied());
+        Agent::spawn(cmd, namespace)
+    }
+
+    /// Run `cmd` (from [`command_with`]) with `--listen 127.0.0.1:<free>`.
+    pub fn spawn(mut cmd: Command, namespace: &str) -> Agent {
         let port = free_port();
         let logs = tempfile::Builder::new().prefix("agent-").tempdir().unwrap();
         let stderr = fs::File::create(logs.path().join("stderr")).unwrap();
         let stdout = fs::File::create(logs.path().join("stdout")).unwrap();
-        let child = command_with(kubeconfig, namespace, args)
-            .envs(env.iter().copied())
+        let child = cmd
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .stdout(stdout)
@@ -343,7 +349,8 @@ pub fn agent_command(cluster: &TestCluster, namespace: &str, args: &[&str]) -> C
     command_with(&cluster.kubeconfig_path(), namespace, args)
 }
 
-fn command_with(kubeconfig: &Path, namespace: &str, args: &[&str]) -> Command {
+/// The agent command line with `kubeconfig` and debug logs.
+pub fn command_with(kubeconfig: &Path, namespace: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sync-agent"));
     cmd.arg("--kubeconfig")
         .arg(kubeconfig)
