@@ -129,12 +129,19 @@ fn parse_prepared(json: &str) -> Value {
 }
 
 /// Live objects that a plan found in sync, by key: the resource version it
-/// read and the desired hash the object matched. A later plan trusts an
-/// object that has not changed since (the same resource version) and that
-/// Git asks for unchanged (the same hash and file), without comparing it
-/// again: comparing was most of a no-op pass.
+/// read, the desired hash the object matched and the file it was in. A later
+/// plan trusts an object that has not changed since (the same resource
+/// version) and that Git asks for unchanged (the same hash and file),
+/// without comparing it again: comparing was most of a no-op pass.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verified(BTreeMap<ObjectKey, (String, String)>);
+pub struct Verified(BTreeMap<ObjectKey, VerifiedAt>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VerifiedAt {
+    version: String,
+    hash: String,
+    file: String,
+}
 
 impl Verified {
     /// What `plan` found in sync.
@@ -142,7 +149,14 @@ impl Verified {
         Self(
             plan.unchanged
                 .iter()
-                .filter_map(|s| Some((s.key.clone(), (s.live_version.clone()?, s.hash.clone()?))))
+                .filter_map(|s| {
+                    let at = VerifiedAt {
+                        version: s.live_version.clone()?,
+                        hash: s.hash.clone()?,
+                        file: s.source.as_ref()?.file.to_string_lossy().into_owned(),
+                    };
+                    Some((s.key.clone(), at))
+                })
                 .collect(),
         )
     }
@@ -155,10 +169,10 @@ impl Verified {
         self.0.is_empty()
     }
 
-    fn holds(&self, key: &ObjectKey, version: Option<&str>, hash: &str) -> bool {
+    fn holds(&self, key: &ObjectKey, version: Option<&str>, hash: &str, file: &str) -> bool {
         matches!(
             (self.0.get(key), version),
-            (Some((v, h)), Some(version)) if v == version && h == hash
+            (Some(at), Some(version)) if at.version == version && at.hash == hash && at.file == file
         )
     }
 }
@@ -392,6 +406,56 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The live object of `key` is at resource version `version`, as a
+    /// watch of its kind saw it last. `true` when that is enough: it is
+    /// desired, was found in sync at that very version ([`Verified`]) and
+    /// Git asks for it unchanged (the same hash and file), so it is planned
+    /// unchanged without being read. `false` when the planner needs the
+    /// object itself ([`Planner::add`]), or does not want it.
+    pub fn add_version(&mut self, key: &ObjectKey, version: &str) -> bool {
+        let Some(verified) = self.verified else {
+            return false;
+        };
+        let Some((index, seen)) = self.wanted.get_mut(key) else {
+            return false;
+        };
+        if *seen {
+            return true;
+        }
+        let index = *index;
+        let m = &self.desired.manifests[index];
+        let Some(kind) = kinds::lookup(&m.group, &m.kind) else {
+            return false;
+        };
+        let hash = match self.prepared {
+            Some(prepared) => prepared[index].hash.clone(),
+            None => Prepared::of(m, &self.desired.namespace, &self.opts.agent).hash,
+        };
+        if !verified.holds(key, Some(version), &hash, &m.source.file.to_string_lossy()) {
+            return false;
+        }
+        *seen = true;
+        self.plan.unchanged.push(Step {
+            action: Action::Unchanged,
+            key: key.clone(),
+            kind,
+            reason: "in sync".to_string(),
+            object: None,
+            source: Some(m.source.clone()),
+            hash: Some(hash),
+            live: None,
+            live_version: Some(version.to_string()),
+        });
+        true
+    }
+
+    /// Whether the live object `key`, which Git does not ask for, is one the
+    /// plan must see: it is in the inventory, or `owned` (labelled as the
+    /// agent's), and so would be pruned.
+    pub fn would_prune(&self, key: &ObjectKey, owned: bool) -> bool {
+        !self.wanted.contains_key(key) && (owned || self.inventory.contains(key))
+    }
+
     /// The plan, once every live object was added.
     pub fn finish(mut self) -> Result<Plan, PlanRefusal> {
         let wanted = std::mem::take(&mut self.wanted);
@@ -455,9 +519,9 @@ impl<'a> Planner<'a> {
                 let live_source = live["metadata"]["annotations"][ANNOTATION_SOURCE].as_str();
                 let trusted = live_hash == Some(hash.as_str())
                     && live_source == Some(source_path.as_ref())
-                    && self
-                        .verified
-                        .is_some_and(|v| v.holds(&key, live_version.as_deref(), &hash));
+                    && self.verified.is_some_and(|v| {
+                        v.holds(&key, live_version.as_deref(), &hash, &source_path)
+                    });
                 if trusted {
                     (Action::Unchanged, "in sync".to_string())
                 } else {
@@ -1008,6 +1072,72 @@ mod tests {
             "{}",
             m.apply[0].reason
         );
+    }
+
+    #[test]
+    fn a_version_from_a_watch_is_trusted_only_as_verified() {
+        let d = desired(
+            &[vs("reviews").route("v1", 100).yaml(), dr("reviews")],
+            false,
+        );
+        let p = prepared(&d);
+        let live = applied(&d);
+        let verified = Verified::of(&plan_with(&d, &live, &p, &Verified::default()));
+        let vs_key = ObjectKey::of(&live[0]).unwrap();
+        let dr_key = ObjectKey::of(&live[1]).unwrap();
+        let version = |i: usize| live[i]["metadata"]["resourceVersion"].as_str().unwrap();
+        let opts = PlanOptions::default();
+        let inv = inventory(&live);
+        let planner = || {
+            Planner::new(&d, &inv, &opts, KeepLive::Metadata)
+                .unwrap()
+                .with_prepared(&p)
+                .with_verified(&verified)
+        };
+        // both at the versions verified: planned unchanged, nothing read
+        let mut both = planner();
+        assert!(both.add_version(&vs_key, version(0)));
+        assert!(both.add_version(&dr_key, version(1)));
+        let plan = both.finish().unwrap();
+        assert!(plan.is_noop() && plan.apply.is_empty());
+        assert_eq!(Verified::of(&plan), verified);
+        // another version: the object must be read; what is read is compared
+        let mut edited = planner();
+        assert!(!edited.add_version(&vs_key, "999"));
+        let mut changed = live[0].clone();
+        changed["metadata"]["resourceVersion"] = json!("999");
+        changed["spec"]["hosts"] = json!(["other"]);
+        edited.add(changed);
+        assert!(edited.add_version(&dr_key, version(1)));
+        let plan = edited.finish().unwrap();
+        assert_eq!(keys(&plan.apply), ["VirtualService/reviews"]);
+        assert_eq!(plan.drift.len(), 1);
+        // not verified at all, or not desired: read it
+        let none = Verified::default();
+        let mut fresh = Planner::new(&d, &inv, &opts, KeepLive::Metadata)
+            .unwrap()
+            .with_prepared(&p)
+            .with_verified(&none);
+        assert!(!fresh.add_version(&vs_key, version(0)));
+        let other = ObjectKey::new("networking.istio.io", "VirtualService", "gone");
+        assert!(!fresh.add_version(&other, "1"));
+        // what Git no longer asks for is needed when the agent owns it
+        assert!(fresh.would_prune(&other, true));
+        assert!(!fresh.would_prune(&other, false));
+        assert!(!fresh.would_prune(&vs_key, true), "desired, not a prune");
+        // a desired object the watch never saw is created
+        let plan = fresh.finish().unwrap();
+        assert_eq!(plan.count(Action::Create), 2);
+        // Git moves the file: not trusted, read and updated
+        let mut moved = d.as_ref().unwrap().clone();
+        moved.manifests[1].source.file = "namespaces/team-a/dr.yaml".into();
+        let moved = Ok(moved);
+        let mp = prepared(&moved);
+        let mut m = Planner::new(&moved, &inv, &opts, KeepLive::Metadata)
+            .unwrap()
+            .with_prepared(&mp)
+            .with_verified(&verified);
+        assert!(!m.add_version(&dr_key, version(1)));
     }
 
     #[test]

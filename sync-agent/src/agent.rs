@@ -12,7 +12,10 @@ use std::{
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use gitops_kube::{live, resources::Served};
-use gitops_shared::plan::{Action, Plan, Planner, Verified, kinds_in_use};
+use gitops_shared::{
+    DesiredSet, IstioKind, ObjectKey, kinds,
+    plan::{Action, Plan, Planner, Verified, kinds_in_use},
+};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, api::DynamicObject};
 use tokio::{net::TcpListener, time::Instant};
@@ -92,6 +95,9 @@ pub struct Agent {
     cache: ParseCache,
     /// What the last plan found in sync, trusted while unchanged.
     verified: Verified,
+    /// When the last LIST of every kind in use began; `None` after a
+    /// failed pass.
+    listed_at: Option<Instant>,
 }
 
 impl Agent {
@@ -133,6 +139,7 @@ impl Agent {
             leader: None,
             cache: ParseCache::default(),
             verified: Verified::default(),
+            listed_at: None,
             cfg,
         }
     }
@@ -170,6 +177,7 @@ impl Agent {
             }
             Err(error) => {
                 self.served = None;
+                self.listed_at = None;
                 self.metrics
                     .observe_sync(error.metric_label(), started.elapsed());
                 let _enter = span.enter();
@@ -314,19 +322,52 @@ impl Agent {
                 .with_reread(&mut reread)
                 .with_verified(&self.verified)
         });
-        let unserved = live::list_pages(
-            &self.clients.requests,
-            &self.cfg.namespace,
-            &kinds,
-            &served,
-            |_, page| {
+        // With the drift watches' index, only what changed is read; else
+        // (the first pass, after a failure, every FULL_LIST_EVERY resync
+        // periods, or when much changed) every object of the kinds in use.
+        let fresh = self.drift_watches.is_some()
+            && self
+                .listed_at
+                .is_some_and(|at| at.elapsed() < self.cfg.resync * FULL_LIST_EVERY);
+        let to_read = match &mut planner {
+            Ok(planner) if fresh => from_index(&self.tracked, &kinds, &served, desired, planner),
+            _ => None,
+        };
+        let unserved = match to_read {
+            Some(names) => {
+                let objects =
+                    live::get_each(&self.clients.requests, &self.cfg.namespace, &names, &served)
+                        .await
+                        .map_err(|e| SyncError::api("reading live objects", e))?;
+                debug!(
+                    read = names.len(),
+                    found = objects.len(),
+                    "planned from the watches' index"
+                );
                 if let Ok(planner) = &mut planner {
-                    page.into_iter().for_each(|object| planner.add(object));
+                    objects.into_iter().for_each(|object| planner.add(object));
                 }
-            },
-        )
-        .await
-        .map_err(|e| SyncError::api("listing live objects", e))?;
+                Vec::new()
+            }
+            None => {
+                let listed = Instant::now();
+                let unserved = live::list_pages(
+                    &self.clients.requests,
+                    &self.cfg.namespace,
+                    &kinds,
+                    &served,
+                    |_, page| {
+                        if let Ok(planner) = &mut planner {
+                            page.into_iter().for_each(|object| planner.add(object));
+                        }
+                    },
+                )
+                .await
+                .map_err(|e| SyncError::api("listing live objects", e))?;
+                self.listed_at = Some(listed);
+                unserved
+            }
+        };
         if !unserved.is_empty() {
             let kinds: Vec<String> = unserved
                 .iter()
@@ -516,6 +557,58 @@ impl Agent {
             Err(e) => warn!(error = %cluster::describe(&e), "status not written"),
         }
     }
+}
+
+/// Every this many resync periods a pass LISTs every object of the kinds
+/// in use even when the watches' index could tell what changed: what a
+/// watch may have missed is found within that time.
+const FULL_LIST_EVERY: u32 = 10;
+
+/// More objects to read than this, and a LIST is cheaper than a GET each.
+const MAX_GETS: usize = 64;
+
+/// The live objects a plan must read, when the drift watches know what is
+/// live: each kind in use is watched at the version served and has listed
+/// since it last failed. A desired object the index shows at the version at
+/// which it was found in sync, which Git asks for unchanged, is planned
+/// unchanged here; what is left to read are the desired objects that changed
+/// (or were never verified) and those Git no longer asks for that the agent
+/// owns. An object the index does not have is planned as absent. `None`
+/// when a LIST must be made instead.
+fn from_index(
+    tracked: &SharedTracked,
+    kinds: &[&'static IstioKind],
+    served: &Served,
+    desired: &DesiredSet,
+    planner: &mut Planner<'_>,
+) -> Option<Vec<(&'static IstioKind, String)>> {
+    let tracked = tracked.lock().ok()?;
+    for kind in kinds {
+        let index = tracked.index.get(kind.plural)?;
+        if !index.synced || index.version != served.preferred(kind) {
+            return None;
+        }
+    }
+    let mut read = Vec::new();
+    for m in &desired.manifests {
+        let kind = kinds::lookup(&m.group, &m.kind)?;
+        let index = tracked.index.get(kind.plural)?;
+        if let Some(seen) = index.objects.get(&m.name)
+            && !planner.add_version(&m.key(), &seen.version)
+        {
+            read.push((kind, m.name.clone()));
+        }
+    }
+    for kind in kinds {
+        let index = tracked.index.get(kind.plural)?;
+        for (name, seen) in &index.objects {
+            let key = ObjectKey::new(kind.group, kind.kind, name.as_str());
+            if planner.would_prune(&key, seen.owned) {
+                read.push((kind, name.clone()));
+            }
+        }
+    }
+    (read.len() <= MAX_GETS).then_some(read)
 }
 
 fn unix_now() -> f64 {

@@ -21,6 +21,7 @@ use gitops_shared::{IstioKind, ObjectKey, normalize::is_owned_by};
 use kube::{
     Api, Client,
     api::DynamicObject,
+    core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -195,13 +196,71 @@ impl Drop for AbortOnDrop {
 
 /// What the drift watches care about, shared with the loop: the objects the
 /// agent tracks (desired and inventory) and the resource versions its own
-/// writes produced (an event for those is the agent's own echo).
+/// writes produced (an event for those is the agent's own echo); and what
+/// the watches saw, by kind.
 #[derive(Debug)]
 pub struct Tracked {
     pub keys: BTreeSet<ObjectKey>,
     pub own_writes: HashMap<ObjectKey, String>,
     /// The agent's name: whose labelled objects count as its own.
     pub agent: String,
+    /// Plural -> what the watch of that kind saw.
+    pub index: BTreeMap<&'static str, KindIndex>,
+}
+
+/// What the drift watch of one kind saw: the resource version of every
+/// object of the kind in the namespace, and whether it carries this agent's
+/// ownership labels. Complete (`synced`) from the end of the watch's LIST
+/// until the watch fails; a failed watch lists again.
+#[derive(Debug, Default)]
+pub struct KindIndex {
+    /// The version of the kind watched.
+    pub version: &'static str,
+    pub synced: bool,
+    /// Name -> what was seen of it.
+    pub objects: HashMap<String, Seen>,
+    /// The objects of a LIST in progress.
+    listing: Option<HashMap<String, Seen>>,
+}
+
+/// One object as a watch saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub version: String,
+    /// Labelled as this agent's (`is_owned_by`).
+    pub owned: bool,
+}
+
+impl KindIndex {
+    fn apply(&mut self, event: &watcher::Event<(String, Seen)>) {
+        match event {
+            watcher::Event::Init => self.listing = Some(HashMap::new()),
+            watcher::Event::InitApply((name, seen)) => {
+                if let Some(listing) = &mut self.listing {
+                    listing.insert(name.clone(), seen.clone());
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(mut listed) = self.listing.take() {
+                    listed.shrink_to_fit();
+                    self.objects = listed;
+                    self.synced = true;
+                }
+            }
+            watcher::Event::Apply((name, seen)) => {
+                self.objects.insert(name.clone(), seen.clone());
+            }
+            watcher::Event::Delete((name, _)) => {
+                self.objects.remove(name);
+            }
+        }
+    }
+
+    /// The watch failed: events may be missed until it lists again.
+    fn failed(&mut self) {
+        self.synced = false;
+        self.listing = None;
+    }
 }
 
 pub type SharedTracked = Arc<Mutex<Tracked>>;
@@ -212,21 +271,19 @@ impl Default for Tracked {
             keys: BTreeSet::new(),
             own_writes: HashMap::new(),
             agent: gitops_shared::gitopssync::DEFAULT_NAME.to_string(),
+            index: BTreeMap::new(),
         }
     }
 }
 
 impl Tracked {
-    /// Whether an event about `object` could mean drift.
-    pub fn is_relevant(&self, object: &serde_json::Value, namespace: &str) -> bool {
-        let Some(key) = ObjectKey::of(object) else {
-            return false;
-        };
-        let rv = object["metadata"]["resourceVersion"].as_str();
-        if rv.is_some() && self.own_writes.get(&key).map(String::as_str) == rv {
+    /// Whether an event about the object `key`, seen at `seen`, could mean
+    /// drift.
+    pub fn is_relevant(&self, key: &ObjectKey, seen: &Seen) -> bool {
+        if self.own_writes.get(key) == Some(&seen.version) {
             return false;
         }
-        self.keys.contains(&key) || is_owned_by(object, namespace, &self.agent)
+        self.keys.contains(key) || seen.owned
     }
 }
 
@@ -277,19 +334,32 @@ impl DriftWatches {
             .collect();
         self.running
             .retain(|plural, (version, _)| wanted.get(plural) == Some(version));
+        if let Ok(mut t) = self.tracked.lock() {
+            let running = &self.running;
+            t.index.retain(|plural, _| running.contains_key(plural));
+        }
         for kind in kinds {
             if self.running.contains_key(kind.plural) {
                 continue;
             }
             let version = served.preferred(kind);
-            let api: Api<DynamicObject> = Api::namespaced_with(
+            let api: Api<PartialObjectMeta<DynamicObject>> = Api::namespaced_with(
                 self.client.clone(),
                 &self.namespace,
                 &cluster::api_resource(kind, version),
             );
+            if let Ok(mut t) = self.tracked.lock() {
+                t.index.insert(
+                    kind.plural,
+                    KindIndex {
+                        version,
+                        ..KindIndex::default()
+                    },
+                );
+            }
             let task = tokio::spawn(drift_watch(
                 api,
-                kind.kind,
+                kind,
                 self.namespace.clone(),
                 self.waker.clone(),
                 self.tracked.clone(),
@@ -306,53 +376,113 @@ impl DriftWatches {
     }
 }
 
+/// Watch the metadata of `kind`'s objects: keep the index of what is live
+/// (the loop plans from it without a LIST) and wake the loop when an object
+/// it tracks changes. A failed watch starts again with a LIST, after a
+/// backoff, so the index is whole again only when that LIST is.
 async fn drift_watch(
-    api: Api<DynamicObject>,
-    kind: &'static str,
+    api: Api<PartialObjectMeta<DynamicObject>>,
+    kind: &'static IstioKind,
     namespace: String,
     waker: Waker,
     tracked: SharedTracked,
     metrics: Arc<Metrics>,
 ) {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut initial = true;
-    let mut failing = Failing::new("drift", kind);
-    for_each(stream, |event| {
-        if event.is_ok() {
+    let mut failing = Failing::new("drift", kind.kind);
+    let mut backoff = watch_backoff();
+    loop {
+        let stream = watcher(api.clone(), watcher::Config::default());
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    failing.failed(&error, &metrics);
+                    if let Ok(mut t) = tracked.lock()
+                        && let Some(index) = t.index.get_mut(kind.plural)
+                    {
+                        index.failed();
+                    }
+                    break;
+                }
+            };
             failing.recovered();
-        }
-        let object = match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o,
-            Ok(watcher::Event::InitDone) => {
-                // After a re-list, events may have been missed: look again.
-                if !std::mem::take(&mut initial) {
+            let agent = tracked.lock().map(|t| t.agent.clone()).unwrap_or_default();
+            let event = seen_event(event, &namespace, &agent);
+            let relevant = {
+                let Ok(mut t) = tracked.lock() else { return };
+                if let Some(index) = t.index.get_mut(kind.plural) {
+                    index.apply(&event);
+                }
+                match &event {
+                    watcher::Event::Apply((name, seen)) | watcher::Event::Delete((name, seen)) => {
+                        t.is_relevant(&ObjectKey::new(kind.group, kind.kind, name.as_str()), seen)
+                    }
+                    _ => false,
+                }
+            };
+            match &event {
+                watcher::Event::InitDone => {
+                    backoff = watch_backoff();
+                    // After a re-list, events may have been missed: look again.
+                    if !std::mem::take(&mut initial) {
+                        waker.drift();
+                    }
+                }
+                watcher::Event::Apply((name, _)) | watcher::Event::Delete((name, _))
+                    if relevant =>
+                {
+                    debug!(kind = kind.kind, name = %name, "object changed");
                     waker.drift();
                 }
-                return;
+                _ => {}
             }
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => return,
-            Err(error) => {
-                failing.failed(&error, &metrics);
-                return;
-            }
-        };
-        let Ok(value) = serde_json::to_value(&object) else {
-            return;
-        };
-        let relevant = tracked
-            .lock()
-            .map(|t| t.is_relevant(&value, &namespace))
-            .unwrap_or(true);
-        if relevant {
-            debug!(
-                kind,
-                name = object.metadata.name.as_deref().unwrap_or(""),
-                "object changed"
-            );
-            waker.drift();
         }
-    })
-    .await;
+        let delay = backoff.next().unwrap_or(WATCH_BACKOFF_MAX);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Between a failed watch and its next LIST: 0.8 s doubling to 30 s, with
+/// jitter (kube's `default_backoff`), reset once a LIST completes.
+fn watch_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(800))
+        .with_max_delay(WATCH_BACKOFF_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn seen_event(
+    event: watcher::Event<PartialObjectMeta<DynamicObject>>,
+    namespace: &str,
+    agent: &str,
+) -> watcher::Event<(String, Seen)> {
+    use watcher::Event::*;
+    match event {
+        Init => Init,
+        InitDone => InitDone,
+        InitApply(o) => InitApply(seen(&o, namespace, agent)),
+        Apply(o) => Apply(seen(&o, namespace, agent)),
+        Delete(o) => Delete(seen(&o, namespace, agent)),
+    }
+}
+
+/// The name of a watched object and what the index keeps of it.
+fn seen(o: &PartialObjectMeta<DynamicObject>, namespace: &str, agent: &str) -> (String, Seen) {
+    let labels = serde_json::json!({"metadata": {"labels": o.metadata.labels}});
+    (
+        o.metadata.name.clone().unwrap_or_default(),
+        Seen {
+            version: o.metadata.resource_version.clone().unwrap_or_default(),
+            owned: is_owned_by(&labels, namespace, agent),
+        },
+    )
 }
 
 /// Watch the agent's own `GitOpsSync` and wake the loop when its spec
@@ -540,26 +670,79 @@ mod tests {
         let mut t = Tracked::default();
         let key = ObjectKey::new("networking.istio.io", "VirtualService", "reviews");
         t.keys.insert(key.clone());
-        let mut obj = serde_json::json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": "reviews", "resourceVersion": "5"}
-        });
-        assert!(t.is_relevant(&obj, "team-a"));
-        t.own_writes.insert(key, "5".into());
-        assert!(!t.is_relevant(&obj, "team-a"), "our own echo");
-        obj["metadata"]["resourceVersion"] = "6".into();
-        assert!(t.is_relevant(&obj, "team-a"), "someone else's edit");
-        let foreign = serde_json::json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": "hand-made", "resourceVersion": "9"}
-        });
-        assert!(!t.is_relevant(&foreign, "team-a"));
-        let labelled = serde_json::json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": "x", "labels": {
-                "app.kubernetes.io/managed-by": "kubectl-gitops",
-                "kubectl-gitops.io/owner": "team-a"}}
-        });
-        assert!(t.is_relevant(&labelled, "team-a"));
+        let at = |version: &str, owned| Seen {
+            version: version.into(),
+            owned,
+        };
+        assert!(t.is_relevant(&key, &at("5", false)));
+        t.own_writes.insert(key.clone(), "5".into());
+        assert!(!t.is_relevant(&key, &at("5", false)), "our own echo");
+        assert!(t.is_relevant(&key, &at("6", false)), "someone else's edit");
+        let foreign = ObjectKey::new("networking.istio.io", "VirtualService", "hand-made");
+        assert!(!t.is_relevant(&foreign, &at("9", false)));
+        let labelled = ObjectKey::new("networking.istio.io", "VirtualService", "x");
+        assert!(t.is_relevant(&labelled, &at("3", true)));
+    }
+
+    fn meta(
+        name: &str,
+        version: &str,
+        labels: serde_json::Value,
+    ) -> PartialObjectMeta<DynamicObject> {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "resourceVersion": version, "labels": labels}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_index_is_whole_only_from_a_completed_list_until_a_failure() {
+        use watcher::Event::*;
+        let mut index = KindIndex::default();
+        let ours = serde_json::json!({
+            "app.kubernetes.io/managed-by": "kubectl-gitops",
+            "kubectl-gitops.io/owner": "team-a"});
+        let feed = |index: &mut KindIndex,
+                    event: watcher::Event<PartialObjectMeta<DynamicObject>>| {
+            index.apply(&seen_event(event, "team-a", "sync-agent"));
+        };
+        feed(&mut index, Init);
+        feed(&mut index, InitApply(meta("a", "1", ours.clone())));
+        feed(&mut index, InitApply(meta("b", "2", serde_json::json!({}))));
+        assert!(!index.synced, "a LIST in progress is not whole");
+        assert!(index.objects.is_empty());
+        feed(&mut index, InitDone);
+        assert!(index.synced);
+        assert_eq!(
+            index.objects.get("a"),
+            Some(&Seen {
+                version: "1".into(),
+                owned: true
+            })
+        );
+        assert!(!index.objects["b"].owned);
+        feed(&mut index, Apply(meta("b", "7", serde_json::json!({}))));
+        feed(&mut index, Delete(meta("a", "8", ours.clone())));
+        assert_eq!(index.objects.len(), 1);
+        assert_eq!(index.objects["b"].version, "7");
+        // an owner label for another team, or another agent, is not ours
+        let theirs = serde_json::json!({
+            "app.kubernetes.io/managed-by": "kubectl-gitops",
+            "kubectl-gitops.io/owner": "team-b"});
+        feed(&mut index, Apply(meta("c", "9", theirs)));
+        assert!(!index.objects["c"].owned);
+
+        index.failed();
+        assert!(!index.synced);
+        // the LIST after the failure replaces everything once it completes
+        feed(&mut index, Init);
+        feed(
+            &mut index,
+            InitApply(meta("d", "10", serde_json::json!({}))),
+        );
+        assert!(!index.synced);
+        feed(&mut index, InitDone);
+        assert!(index.synced);
+        assert_eq!(index.objects.keys().collect::<Vec<_>>(), ["d"]);
     }
 }

@@ -49,12 +49,26 @@ fn drift_by_another_field_manager_is_detected_and_healed() {
     let message = status["message"].as_str().unwrap();
     assert!(message.contains("healed 1 drifted object(s)"), "{message}");
     assert_eq!(status["drift"], serde_json::json!([]));
-    let writes = agent_object_writes(&audit_since(&cluster, before), "team-a");
+    let events = audit_since(&cluster, before);
+    let writes = agent_object_writes(&events, "team-a");
     assert_eq!(
         summarize(&writes),
         [
             "patch virtualservices/reviews (/apis/networking.istio.io/v1/namespaces/team-a/virtualservices/reviews)"
         ]
+    );
+    // The watch told which object changed: it alone was read, no LIST.
+    let reads: Vec<String> = events
+        .iter()
+        .filter(|e| e.user_agent.starts_with("sync-agent/"))
+        .filter(|e| matches!(e.verb.as_str(), "get" | "list") && e.path().contains(".istio.io/"))
+        .map(|e| format!("{} {}", e.verb, e.path()))
+        .collect();
+    assert!(
+        !reads.is_empty()
+            && reads.iter().all(|r| r
+                == "get /apis/networking.istio.io/v1/namespaces/team-a/virtualservices/reviews"),
+        "{reads:#?}"
     );
     assert_eq!(agent.metric("gitops_drifted_objects"), Some(0.0));
 

@@ -226,13 +226,17 @@ fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
     gs.remove("namespaces/team-a/dr-ratings.yaml").unwrap();
     let before = cluster.audit().unwrap().len();
     gs.commit_and_publish("ratings leaves Git").unwrap();
-    // The agent has listed the DestinationRules: its delete is on its way.
+    // The agent has read ratings (a LIST of the DestinationRules, or a GET
+    // when its watch tells what changed): its delete is on its way.
     cluster
-        .wait_for_audit("the agent's list after the commit", |events| {
+        .wait_for_audit("the agent's read after the commit", |events| {
             events[before.min(events.len())..].iter().any(|e| {
-                e.verb == "list"
-                    && e.user_agent.starts_with("sync-agent")
-                    && e.path().ends_with("/namespaces/team-a/destinationrules")
+                e.user_agent.starts_with("sync-agent")
+                    && ((e.verb == "list"
+                        && e.path().ends_with("/namespaces/team-a/destinationrules"))
+                        || (e.verb == "get"
+                            && e.path()
+                                .ends_with("/namespaces/team-a/destinationrules/ratings")))
             })
         })
         .unwrap();

@@ -80,6 +80,39 @@ pub async fn list_pages(
     Ok(unserved)
 }
 
+/// The objects named in `wanted` (kind and name), read one GET each, at
+/// most [`CONCURRENT_LISTS`] at a time, in the shape of [`list_pages`]'s: the
+/// ones that do not exist are left out. For a plan of a few objects, when
+/// the agent's watches tell which of them changed.
+pub async fn get_each(
+    client: &Client,
+    namespace: &str,
+    wanted: &[(&'static IstioKind, String)],
+    served: &Served,
+) -> Result<Vec<Value>, kube::Error> {
+    let gets = wanted.iter().map(|(kind, name)| async move {
+        let resource = served.resource(kind);
+        let request = Request::new(DynamicObject::url_path(&resource, Some(namespace)));
+        let send = || async {
+            let get = request
+                .get(name, &Default::default())
+                .map_err(kube::Error::BuildRequest)?;
+            client.request::<SlimObject>(get).await
+        };
+        match retry::call(send, None).await {
+            Ok(object) => Ok(Some(completed(object, &resource))),
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    });
+    let mut objects = Vec::with_capacity(wanted.len());
+    let mut results = stream::iter(gets).buffer_unordered(CONCURRENT_LISTS);
+    while let Some(result) = results.next().await {
+        objects.extend(result?);
+    }
+    Ok(objects)
+}
+
 /// Objects per page of a LIST: a namespace of thousands is read a page at a
 /// time, not held twice (response and objects) all at once.
 const PAGE: u32 = 100;
