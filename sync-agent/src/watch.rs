@@ -278,9 +278,15 @@ impl Default for Tracked {
 
 impl Tracked {
     /// Whether an event about the object `key`, seen at `seen`, could mean
-    /// drift.
-    pub fn is_relevant(&self, key: &ObjectKey, seen: &Seen) -> bool {
+    /// drift. The echo of the agent's own write is not, and is forgotten
+    /// once seen (a resource version is never seen twice).
+    pub fn is_relevant(&mut self, key: &ObjectKey, seen: &Seen) -> bool {
         if self.own_writes.get(key) == Some(&seen.version) {
+            self.own_writes.remove(key);
+            if self.own_writes.is_empty() {
+                // after a sync of thousands, hold no table for them
+                self.own_writes.shrink_to_fit();
+            }
             return false;
         }
         self.keys.contains(key) || seen.owned
@@ -677,6 +683,7 @@ mod tests {
         assert!(t.is_relevant(&key, &at("5", false)));
         t.own_writes.insert(key.clone(), "5".into());
         assert!(!t.is_relevant(&key, &at("5", false)), "our own echo");
+        assert!(t.own_writes.is_empty(), "an echo seen is forgotten");
         assert!(t.is_relevant(&key, &at("6", false)), "someone else's edit");
         let foreign = ObjectKey::new("networking.istio.io", "VirtualService", "hand-made");
         assert!(!t.is_relevant(&foreign, &at("9", false)));

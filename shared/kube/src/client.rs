@@ -21,6 +21,12 @@ use tower::{BoxError, ServiceBuilder, retry::RetryLayer};
 /// The largest read (and write) buffer of one connection.
 const BUFFER: usize = 16 * 1024;
 
+/// Idle connections kept for reuse. An apply opens one per write in flight
+/// (`--concurrency`, 16) and hyper would keep them all, each with its TLS
+/// state and buffers, for 90 s: a few hundred KiB of an idle agent that
+/// needs two (a pass, a status write; its watches hold their own).
+const IDLE_CONNECTIONS: usize = 2;
+
 /// A client for `config`, with its connect, read and write timeouts on
 /// each connection.
 pub fn build(config: Config) -> Result<Client, kube::Error> {
@@ -36,6 +42,7 @@ pub fn build(config: Config) -> Result<Client, kube::Error> {
     connector.set_write_timeout(config.write_timeout);
     let http = hyper_util::client::legacy::Builder::new(TokioExecutor::new())
         .http1_max_buf_size(BUFFER)
+        .pool_max_idle_per_host(IDLE_CONNECTIONS)
         .build(connector);
     // kube's retries of 429/503/504 when the config asks for them (the
     // plugin; the agent retries on its own terms).
