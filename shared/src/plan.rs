@@ -139,8 +139,18 @@ pub struct Verified(BTreeMap<ObjectKey, VerifiedAt>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct VerifiedAt {
     version: String,
-    hash: String,
-    file: String,
+    /// [`verified_digest`] of the desired hash and the file: 32 bytes in
+    /// place, not two strings (at 5,000 objects, a megabyte less).
+    desired: [u8; 32],
+}
+
+fn verified_digest(hash: &str, file: &str) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(hash.as_bytes());
+    digest.update([0]);
+    digest.update(file.as_bytes());
+    digest.finalize().into()
 }
 
 impl Verified {
@@ -152,8 +162,10 @@ impl Verified {
                 .filter_map(|s| {
                     let at = VerifiedAt {
                         version: s.live_version.clone()?,
-                        hash: s.hash.clone()?,
-                        file: s.source.as_ref()?.file.to_string_lossy().into_owned(),
+                        desired: verified_digest(
+                            s.hash.as_deref()?,
+                            &s.source.as_ref()?.file.to_string_lossy(),
+                        ),
                     };
                     Some((s.key.clone(), at))
                 })
@@ -172,7 +184,7 @@ impl Verified {
     fn holds(&self, key: &ObjectKey, version: Option<&str>, hash: &str, file: &str) -> bool {
         matches!(
             (self.0.get(key), version),
-            (Some(at), Some(version)) if at.version == version && at.hash == hash && at.file == file
+            (Some(at), Some(version)) if at.version == version && at.desired == verified_digest(hash, file)
         )
     }
 }

@@ -60,7 +60,9 @@ pub struct Args {
     #[arg(long, env = "GITOPS_FIELD_MANAGER", default_value = DEFAULT_FIELD_MANAGER)]
     pub field_manager: String,
 
-    /// Drift check and self-heal period (e.g. 30s, 5m, 1h)
+    /// Drift check and self-heal period (e.g. 30s, 5m, 1h). Watches see a
+    /// change within a second; a tick reads only the objects they saw
+    /// change, and every 10th tick lists every object
     #[arg(long, env = "GITOPS_RESYNC", default_value = "60s", value_parser = parse_duration)]
     pub resync: Duration,
 

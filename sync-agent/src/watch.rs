@@ -281,15 +281,22 @@ impl Tracked {
     /// drift. The echo of the agent's own write is not, and is forgotten
     /// once seen (a resource version is never seen twice).
     pub fn is_relevant(&mut self, key: &ObjectKey, seen: &Seen) -> bool {
-        if self.own_writes.get(key) == Some(&seen.version) {
-            self.own_writes.remove(key);
-            if self.own_writes.is_empty() {
-                // after a sync of thousands, hold no table for them
-                self.own_writes.shrink_to_fit();
-            }
+        !self.forget_echo(key, seen) && (self.keys.contains(key) || seen.owned)
+    }
+
+    /// Whether `key` at `seen` is the echo of the agent's own write; it is
+    /// forgotten once seen, as an event or in a watch's LIST (which may run
+    /// while the agent writes).
+    pub fn forget_echo(&mut self, key: &ObjectKey, seen: &Seen) -> bool {
+        if self.own_writes.get(key) != Some(&seen.version) {
             return false;
         }
-        self.keys.contains(key) || seen.owned
+        self.own_writes.remove(key);
+        if self.own_writes.is_empty() {
+            // after a sync of thousands, hold no table for them
+            self.own_writes.shrink_to_fit();
+        }
+        true
     }
 }
 
@@ -421,9 +428,14 @@ async fn drift_watch(
                 if let Some(index) = t.index.get_mut(kind.plural) {
                     index.apply(&event);
                 }
+                let key = |name: &str| ObjectKey::new(kind.group, kind.kind, name);
                 match &event {
                     watcher::Event::Apply((name, seen)) | watcher::Event::Delete((name, seen)) => {
-                        t.is_relevant(&ObjectKey::new(kind.group, kind.kind, name.as_str()), seen)
+                        t.is_relevant(&key(name), seen)
+                    }
+                    watcher::Event::InitApply((name, seen)) => {
+                        t.forget_echo(&key(name), seen);
+                        false
                     }
                     _ => false,
                 }
@@ -684,6 +696,10 @@ mod tests {
         t.own_writes.insert(key.clone(), "5".into());
         assert!(!t.is_relevant(&key, &at("5", false)), "our own echo");
         assert!(t.own_writes.is_empty(), "an echo seen is forgotten");
+        t.own_writes.insert(key.clone(), "7".into());
+        assert!(!t.forget_echo(&key, &at("6", false)));
+        assert!(t.forget_echo(&key, &at("7", false)), "seen in a LIST");
+        assert!(t.own_writes.is_empty());
         assert!(t.is_relevant(&key, &at("6", false)), "someone else's edit");
         let foreign = ObjectKey::new("networking.istio.io", "VirtualService", "hand-made");
         assert!(!t.is_relevant(&foreign, &at("9", false)));
