@@ -139,9 +139,10 @@ pub struct FsWatch {
 /// Watch the revision source and wake the loop on a new revision.
 ///
 /// git-sync mode watches the link's parent folder, not the link (inotify
-/// would follow it to the old tree), and wakes only when `readlink` gives a
-/// new target. Plain mode watches the folder recursively and wakes on any
-/// change. Either way a missed event is not fatal: every resync tick reads
+/// would follow it to the old tree), and wakes as soon as `readlink` gives a
+/// new target. Plain mode watches the folder recursively and wakes once a
+/// burst of changes goes quiet (`window`: an editor or `git checkout`
+/// writes many files). Either way a missed event is not fatal: every resync tick reads
 /// the link again.
 pub fn watch_source(source: &Source, waker: Waker, window: Window) -> notify::Result<FsWatch> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -164,14 +165,20 @@ pub fn watch_source(source: &Source, waker: Waker, window: Window) -> notify::Re
             watcher.watch(&parent, RecursiveMode::NonRecursive)?;
             let link = link.clone();
             let mut last = read_link(&link).ok();
-            tokio::spawn(coalesce(rx, window, move || {
-                let now = read_link(&link).ok();
-                if now != last {
-                    debug!(target = ?now, "link moved");
-                    last = now;
-                    waker.revision();
+            // No waiting for quiet: git-sync publishes with one rename, so
+            // the first event that shows a new target is the revision whole
+            // (a burst of them still collapses in the wake-up flags).
+            let mut rx = rx;
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    let now = read_link(&link).ok();
+                    if now != last {
+                        debug!(target = ?now, "link moved");
+                        last = now;
+                        waker.revision();
+                    }
                 }
-            }))
+            })
         }
         Source::Plain { dir } => {
             watcher.watch(dir, RecursiveMode::Recursive)?;

@@ -453,12 +453,7 @@ fn writes_to_the_gitopssync_never_make_the_only_agent_stand_by() {
 #[test]
 fn two_replicas_of_one_agent_have_one_writer() {
     let cluster = cluster();
-    let gs = GitSync::new().unwrap();
-    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
-        .unwrap();
-    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
-        .unwrap();
-    let rev1 = gs.commit_and_publish("reviews").unwrap();
+    let (gs, rev1) = reviews_volume();
     let root = gs.root();
     let args = [
         "--repo",

@@ -509,12 +509,7 @@ fn the_agent_runs_as_non_root_on_a_read_only_checkout() {
     use std::os::unix::process::CommandExt as _;
 
     let cluster = cluster();
-    let gs = GitSync::new().unwrap();
-    gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
-        .unwrap();
-    gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
-        .unwrap();
-    let rev1 = gs.commit_and_publish("reviews 80/20").unwrap();
+    let (gs, rev1) = reviews_volume();
     // The volume's parent is the test's private temporary folder.
     let parent = gs.root().parent().unwrap().to_path_buf();
     fs_perm(&parent, 0o755);

@@ -73,14 +73,20 @@ pub fn write_bookinfo(gs: &GitSync, ns: &str) {
 }
 
 /// A git-sync volume with reviews' DestinationRule and an 80/20
-/// VirtualService for team-a, and an agent that has synced it.
-pub fn synced_agent(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
+/// VirtualService for team-a, published; and its revision.
+pub fn reviews_volume() -> (GitSync, String) {
     let gs = GitSync::new().unwrap();
     gs.write("namespaces/team-a/dr-reviews.yaml", dr("reviews"))
         .unwrap();
     gs.write("namespaces/team-a/vs-reviews.yaml", vs("reviews", 80, 20))
         .unwrap();
     let rev = gs.commit_and_publish("reviews 80/20").unwrap();
+    (gs, rev)
+}
+
+/// [`reviews_volume`] and an agent that has synced it.
+pub fn synced_agent(cluster: &TestCluster, extra: &[&str]) -> (GitSync, Agent, String) {
+    let (gs, rev) = reviews_volume();
     let agent = Agent::gitsync(cluster, &gs, "team-a", extra);
     wait_status(&agent, cluster, "Synced", Some(&rev));
     (gs, agent, rev)
