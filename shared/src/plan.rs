@@ -447,17 +447,8 @@ impl<'a> Planner<'a> {
             return false;
         }
         *seen = true;
-        self.plan.unchanged.push(Step {
-            action: Action::Unchanged,
-            key: key.clone(),
-            kind,
-            reason: "in sync".to_string(),
-            object: None,
-            source: Some(m.source.clone()),
-            hash: Some(hash),
-            live: None,
-            live_version: Some(version.to_string()),
-        });
+        let source = m.source.clone();
+        self.unchanged(key.clone(), kind, source, hash, Some(version.to_string()));
         true
     }
 
@@ -578,23 +569,11 @@ impl<'a> Planner<'a> {
                 }
             }
         };
-        let source = Some(m.source.clone());
         if action == Action::Unchanged {
-            // Nothing to write: the objects are not kept (a no-op pass over
-            // many objects would otherwise hold each twice more).
-            self.plan.unchanged.push(Step {
-                action,
-                key,
-                kind,
-                reason,
-                object: None,
-                source,
-                hash: Some(hash),
-                live: None,
-                live_version,
-            });
+            self.unchanged(key, kind, m.source.clone(), hash, live_version);
             return;
         }
+        let source = Some(m.source.clone());
         let Some(prepared) = self.full(index, prepared) else {
             return;
         };
@@ -607,6 +586,29 @@ impl<'a> Planner<'a> {
             source,
             hash: Some(hash),
             live: live.map(|l| self.kept(l)),
+            live_version,
+        });
+    }
+
+    /// An unchanged step: nothing to write, so the objects are not kept (a
+    /// no-op pass over many objects would otherwise hold each twice more).
+    fn unchanged(
+        &mut self,
+        key: ObjectKey,
+        kind: &'static IstioKind,
+        source: Source,
+        hash: String,
+        live_version: Option<String>,
+    ) {
+        self.plan.unchanged.push(Step {
+            action: Action::Unchanged,
+            key,
+            kind,
+            reason: "in sync".to_string(),
+            object: None,
+            source: Some(source),
+            hash: Some(hash),
+            live: None,
             live_version,
         });
     }

@@ -428,26 +428,22 @@ async fn drift_watch(
                 }
             };
             failing.recovered();
-            let agent = tracked.lock().map(|t| t.agent.clone()).unwrap_or_default();
-            let event = seen_event(event, &namespace, &agent);
-            let relevant = {
-                let Ok(mut t) = tracked.lock() else { return };
-                if let Some(index) = t.index.get_mut(kind.plural) {
-                    index.apply(&event);
-                }
-                let key = |name: &str| ObjectKey::new(kind.group, kind.kind, name);
-                match &event {
-                    watcher::Event::Apply((name, seen)) | watcher::Event::Delete((name, seen)) => {
-                        t.is_relevant(&key(name), seen)
-                    }
-                    watcher::Event::InitApply((name, seen)) => {
-                        t.forget_echo(&key(name), seen);
-                        false
-                    }
-                    _ => false,
-                }
-            };
+            let Ok(mut t) = tracked.lock() else { return };
+            let event = seen_event(event, &namespace, &t.agent);
+            if let Some(index) = t.index.get_mut(kind.plural) {
+                index.apply(&event);
+            }
+            let key = |name: &str| ObjectKey::new(kind.group, kind.kind, name);
             match &event {
+                watcher::Event::Apply((name, seen)) | watcher::Event::Delete((name, seen)) => {
+                    if t.is_relevant(&key(name), seen) {
+                        debug!(kind = kind.kind, name = %name, "object changed");
+                        waker.drift();
+                    }
+                }
+                watcher::Event::InitApply((name, seen)) => {
+                    t.forget_echo(&key(name), seen);
+                }
                 watcher::Event::InitDone => {
                     backoff = watch_backoff();
                     // After a re-list, events may have been missed: look again.
@@ -455,13 +451,7 @@ async fn drift_watch(
                         waker.drift();
                     }
                 }
-                watcher::Event::Apply((name, _)) | watcher::Event::Delete((name, _))
-                    if relevant =>
-                {
-                    debug!(kind = kind.kind, name = %name, "object changed");
-                    waker.drift();
-                }
-                _ => {}
+                watcher::Event::Init => {}
             }
         }
         let delay = backoff.next().unwrap_or(WATCH_BACKOFF_MAX);
