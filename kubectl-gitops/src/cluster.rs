@@ -12,7 +12,7 @@ use gitops_kube::{
     live::Live,
     resources::{Served, gitopssync_resource},
 };
-use gitops_shared::IstioKind;
+use gitops_shared::{IstioKind, drift::Schemas};
 use kube::{
     Client, Config,
     api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams},
@@ -164,12 +164,28 @@ impl Cluster {
     }
 
     /// The live objects the plan of `namespace` is made against, listed as
-    /// the agent lists them ([`gitops_kube::live::list`]).
-    pub async fn live(&self, namespace: &str, in_use: &[&'static IstioKind]) -> Result<Live> {
+    /// the agent lists them ([`gitops_kube::live::list`]); `manager` is the
+    /// agent's field manager.
+    pub async fn live(
+        &self,
+        namespace: &str,
+        in_use: &[&'static IstioKind],
+        manager: &str,
+    ) -> Result<Live> {
         let served = self.served().await?;
-        gitops_kube::live::list(&self.client, namespace, in_use, served)
+        gitops_kube::live::list(&self.client, namespace, in_use, served, manager)
             .await
             .map_err(self.context(format!("listing the live objects in {namespace}")))
+    }
+
+    /// The list types and defaults of `kinds`, from the server's OpenAPI, as
+    /// the agent reads them ([`gitops_kube::schema::read`]).
+    pub async fn schemas(&self, kinds: &[&'static IstioKind]) -> Result<Schemas> {
+        let served = self.served().await?;
+        let mut cache = gitops_kube::schema::Cache::default();
+        gitops_kube::schema::read(&self.client, served, kinds, &mut cache)
+            .await
+            .map_err(self.context("reading the API server's OpenAPI schemas".into()))
     }
 
     fn context(&self, what: String) -> impl FnOnce(kube::Error) -> anyhow::Error + '_ {

@@ -50,8 +50,8 @@ pub fn clean(object: &Value, namespace: &str) -> Value {
 /// `null` and an absent field, are the same).
 pub fn same(a: &Value, b: &Value) -> bool {
     a["apiVersion"] == b["apiVersion"]
-        && first_difference(a, b, "").is_none()
-        && first_difference(b, a, "").is_none()
+        && first_difference(a, b, None).is_none()
+        && first_difference(b, a, None).is_none()
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {

@@ -235,7 +235,7 @@ fn diff_and_the_agent_agree_about_drift() {
     });
     assert_eq!(
         reason,
-        "spec.trafficPolicy.connectionPool.tcp.maxConnections: Git has 100, live has 7"
+        "changed by kubectl-patch: spec.trafficPolicy.connectionPool.tcp.maxConnections"
     );
     let diff = team.kg().arg("diff").expect(1);
     assert!(

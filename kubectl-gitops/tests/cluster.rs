@@ -260,7 +260,7 @@ fn import_adopts_live_objects_and_diff_follows_the_agent() {
     );
     let run = kg().args(["-n", "team-a", "diff"]).expect(1);
     assert!(
-        run.stdout.starts_with("# team-a: VirtualService/reviews: update (spec.http[0].route[0].weight: Git has 90, live has 0), drifted\n"),
+        run.stdout.starts_with("# team-a: VirtualService/reviews: update (changed by kubectl-patch: spec.http[0].route[0].weight), drifted\n"),
         "{}",
         run.stdout
     );

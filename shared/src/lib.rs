@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analyze;
+pub mod drift;
 pub mod hash;
 pub mod kinds;
 pub mod layout;

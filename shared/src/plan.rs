@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use crate::{
     ANNOTATION_HASH, ANNOTATION_SOURCE,
+    drift::{self, Schemas},
     kinds::{self, IstioKind},
     layout::{DesiredSet, LoadError},
-    managed::first_foreign_field,
     manifest::{Manifest, ObjectKey, Source},
     normalize::{desired_object, is_owned_by},
 };
@@ -254,6 +254,13 @@ pub struct PlanOptions {
     /// The agent's name (`--name`): its label on what it applies, and what
     /// it may prune.
     pub agent: String,
+    /// The agent's field manager (`--field-manager`): a field of `spec`, a
+    /// label or an annotation that another manager owns is drift.
+    pub field_manager: String,
+    /// The kinds' list types and defaults, as the server's OpenAPI says
+    /// (`gitops_kube::schema`); a kind not in it compares every list as
+    /// atomic and defaults nothing.
+    pub schemas: Arc<Schemas>,
 }
 
 impl Default for PlanOptions {
@@ -261,6 +268,8 @@ impl Default for PlanOptions {
         Self {
             prune: true,
             agent: crate::gitopssync::DEFAULT_NAME.to_string(),
+            field_manager: crate::DEFAULT_FIELD_MANAGER.to_string(),
+            schemas: Arc::default(),
         }
     }
 }
@@ -539,8 +548,9 @@ impl<'a> Planner<'a> {
                             None => annotations.remove(ANNOTATION_SOURCE),
                         };
                     }
-                    let difference = first_difference(&compared, live, "")
-                        .or_else(|| first_foreign_field(&compared, live));
+                    let shape = self.opts.schemas.get(&m.group, &m.kind);
+                    let difference =
+                        drift::difference(&compared, live, shape, &self.opts.field_manager);
                     match difference {
                         None if live_hash == Some(hash.as_str())
                             && live_source != Some(source_path.as_ref()) =>
@@ -668,53 +678,7 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// The first field that `desired` sets and `live` does not have with the same
-/// value, as `path: git X, live Y`. Fields only `live` has are not compared
-/// (the server and other controllers may add them); lists compare item by
-/// item and must have the same length. `apiVersion` is not compared: the
-/// server answers in the version it was asked for.
-pub fn first_difference(desired: &Value, live: &Value, path: &str) -> Option<String> {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => {
-            for (key, dv) in d {
-                if path.is_empty() && key == "apiVersion" {
-                    continue;
-                }
-                let sub = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match l.get(key) {
-                    None if dv.is_null() => {}
-                    None => return Some(format!("{sub}: set in Git, absent live")),
-                    Some(lv) => {
-                        if let Some(diff) = first_difference(dv, lv, &sub) {
-                            return Some(diff);
-                        }
-                    }
-                }
-            }
-            None
-        }
-        (Value::Array(d), Value::Array(l)) => {
-            if d.len() != l.len() {
-                return Some(format!(
-                    "{path}: {} items in Git, {} live",
-                    d.len(),
-                    l.len()
-                ));
-            }
-            d.iter()
-                .zip(l)
-                .enumerate()
-                .find_map(|(i, (dv, lv))| first_difference(dv, lv, &format!("{path}[{i}]")))
-        }
-        (Value::Number(d), Value::Number(l)) if d.as_f64() == l.as_f64() => None,
-        (d, l) if d == l => None,
-        (d, l) => Some(format!("{path}: Git has {d}, live has {l}")),
-    }
-}
+pub use crate::drift::first_difference;
 
 #[cfg(test)]
 mod tests {
@@ -1379,10 +1343,13 @@ mod tests {
     #[test]
     fn numbers_compare_by_value() {
         assert_eq!(
-            first_difference(&json!({"a": 1}), &json!({"a": 1.0}), ""),
+            first_difference(&json!({"a": 1}), &json!({"a": 1.0}), None),
             None
         );
-        assert_eq!(first_difference(&json!({"a": null}), &json!({}), ""), None);
-        assert!(first_difference(&json!({"a": "1"}), &json!({"a": 1}), "").is_some());
+        assert_eq!(
+            first_difference(&json!({"a": null}), &json!({}), None),
+            None
+        );
+        assert!(first_difference(&json!({"a": "1"}), &json!({"a": 1}), None).is_some());
     }
 }

@@ -11,9 +11,11 @@ use std::{
 
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
-use gitops_kube::{live, resources::Served};
+use gitops_kube::{live, resources::Served, schema};
 use gitops_shared::{
-    DesiredSet, IstioKind, ObjectKey, kinds,
+    DesiredSet, IstioKind, ObjectKey,
+    drift::Schemas,
+    kinds,
     plan::{Action, Plan, Planner, Verified, kinds_in_use},
 };
 use k8s_openapi::jiff::Timestamp;
@@ -88,6 +90,12 @@ pub struct Agent {
     /// The versions the server serves, from its discovery; read again after
     /// a failed pass (a CRD may have been upgraded).
     served: Option<Served>,
+    /// The list types and defaults of the kinds asked for, from the
+    /// server's OpenAPI; asked for again with every full LIST (a CRD may have
+    /// changed: only a changed document is read again) and when a kind is new.
+    schemas: Option<(Vec<&'static IstioKind>, Arc<Schemas>)>,
+    /// The OpenAPI documents read, by their URL's hash.
+    schema_cache: schema::Cache,
     /// Whether this replica is the writer; `None`: no election (`--dry-run`
     /// writes nothing, `--once` checked the lease before it started).
     leader: Option<Roles>,
@@ -136,6 +144,8 @@ impl Agent {
             drift_watches: None,
             last_printed: None,
             served: None,
+            schemas: None,
+            schema_cache: schema::Cache::default(),
             leader: None,
             cache: ParseCache::default(),
             verified: Verified::default(),
@@ -177,6 +187,7 @@ impl Agent {
             }
             Err(error) => {
                 self.served = None;
+                self.schemas = None;
                 self.listed_at = None;
                 self.metrics
                     .observe_sync(error.metric_label(), started.elapsed());
@@ -300,7 +311,15 @@ impl Agent {
         }
         // The plan is made a LIST page at a time: a live object is compared
         // as it arrives and only what a step needs of it is kept.
-        let opts = plan::options(&self.cfg.name);
+        // With the drift watches' index, only what changed is read; else
+        // (the first pass, after a failure, every FULL_LIST_EVERY resync
+        // periods, or when much changed) every object of the kinds in use.
+        let fresh = self.drift_watches.is_some()
+            && self
+                .listed_at
+                .is_some_and(|at| at.elapsed() < self.cfg.resync * FULL_LIST_EVERY);
+        let schemas = self.schemas(&kinds, &served, fresh).await?;
+        let opts = plan::options(&self.cfg.name, &self.cfg.field_manager, schemas);
         // An object of a file this pass did not parse comes with its hash
         // alone: when it must be compared or written, its file is read again.
         let changed = std::cell::RefCell::new(None);
@@ -322,23 +341,21 @@ impl Agent {
                 .with_reread(&mut reread)
                 .with_verified(&self.verified)
         });
-        // With the drift watches' index, only what changed is read; else
-        // (the first pass, after a failure, every FULL_LIST_EVERY resync
-        // periods, or when much changed) every object of the kinds in use.
-        let fresh = self.drift_watches.is_some()
-            && self
-                .listed_at
-                .is_some_and(|at| at.elapsed() < self.cfg.resync * FULL_LIST_EVERY);
         let to_read = match &mut planner {
             Ok(planner) if fresh => from_index(&self.tracked, &kinds, &served, desired, planner),
             _ => None,
         };
         let unserved = match to_read {
             Some(names) => {
-                let objects =
-                    live::get_each(&self.clients.requests, &self.cfg.namespace, &names, &served)
-                        .await
-                        .map_err(|e| SyncError::api("reading live objects", e))?;
+                let objects = live::get_each(
+                    &self.clients.requests,
+                    &self.cfg.namespace,
+                    &names,
+                    &served,
+                    &self.cfg.field_manager,
+                )
+                .await
+                .map_err(|e| SyncError::api("reading live objects", e))?;
                 debug!(
                     read = names.len(),
                     found = objects.len(),
@@ -356,6 +373,7 @@ impl Agent {
                     &self.cfg.namespace,
                     &kinds,
                     &served,
+                    &self.cfg.field_manager,
                     |_, page| {
                         if let Ok(planner) = &mut planner {
                             page.into_iter().for_each(|object| planner.add(object));
@@ -529,6 +547,39 @@ impl Agent {
         if !self.ready.swap(true, Ordering::SeqCst) {
             info!("first pass done; ready");
         }
+    }
+
+    /// The shapes of `kinds` (list types and defaults) from the server's
+    /// OpenAPI: asked for again when a kind is new, or unless `fresh` (a pass
+    /// that reads only what the watches saw change).
+    async fn schemas(
+        &mut self,
+        kinds: &[&'static IstioKind],
+        served: &Served,
+        fresh: bool,
+    ) -> Result<Arc<Schemas>, SyncError> {
+        if let Some((asked, schemas)) = &self.schemas
+            && fresh
+            && kinds.iter().all(|k| asked.contains(k))
+        {
+            return Ok(schemas.clone());
+        }
+        let schemas = schema::read(
+            &self.clients.requests,
+            served,
+            kinds,
+            &mut self.schema_cache,
+        )
+        .await
+        .map_err(|e| SyncError::api("reading the API server's OpenAPI schemas", e))?;
+        debug!(
+            kinds = kinds.len(),
+            shapes = schemas.len(),
+            "read the kinds' schemas"
+        );
+        let schemas = Arc::new(schemas);
+        self.schemas = Some((kinds.to_vec(), schemas.clone()));
+        Ok(schemas)
     }
 
     async fn report_failure(&mut self, error: &SyncError) {

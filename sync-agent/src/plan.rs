@@ -4,8 +4,11 @@
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
 use gitops_shared::{
-    DesiredSet, IstioKind, LoadError, ObjectKey,
+    DEFAULT_FIELD_MANAGER, DesiredSet, IstioKind, LoadError, ObjectKey,
+    drift::Schemas,
     hash::bytes_hash,
     plan::{Action, KeepLive, Plan, PlanOptions, PlanRefusal, Planner},
 };
@@ -14,10 +17,12 @@ use serde_json::Value;
 /// The options of the agent's plans. Always planned with prune on: with
 /// `--no-prune` the loop leaves the prune steps undone, and still knows
 /// what it keeps owning.
-pub fn options(agent: &str) -> PlanOptions {
+pub fn options(agent: &str, field_manager: &str, schemas: Arc<Schemas>) -> PlanOptions {
     PlanOptions {
         prune: true,
         agent: agent.to_string(),
+        field_manager: field_manager.to_string(),
+        schemas,
     }
 }
 
@@ -38,7 +43,7 @@ pub fn make(
     inventory: &[ObjectKey],
     agent: &str,
 ) -> Result<Plan, PlanRefusal> {
-    let opts = options(agent);
+    let opts = options(agent, DEFAULT_FIELD_MANAGER, Arc::default());
     let mut planner = planner(desired, inventory, &opts)?;
     for object in live {
         planner.add(object.clone());

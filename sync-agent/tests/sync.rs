@@ -497,6 +497,9 @@ fn is_discovery(e: &AuditEvent) -> bool {
         && match segments.as_slice() {
             ["api"] | ["apis"] => true,
             ["apis", group] | ["apis", group, _] => istio.contains(group),
+            // the kinds' schemas, for drift: the index, then a group version
+            ["openapi", "v3"] => true,
+            ["openapi", "v3", "apis", group, _] => istio.contains(group),
             _ => false,
         }
 }

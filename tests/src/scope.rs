@@ -38,13 +38,21 @@ fn path_namespace(e: &AuditEvent) -> Option<&str> {
     (!ns.is_empty() && !resource.is_empty()).then_some(ns)
 }
 
-/// A read of the server's discovery documents (`/api`, `/apis/<group>/<version>`, `/version`).
+/// A read of the server's discovery documents (`/api`, `/apis/<group>/<version>`, `/version`,
+/// and the OpenAPI v3 index and group versions the kinds' schemas come from).
 pub fn is_discovery(e: &AuditEvent) -> bool {
     let parts: Vec<&str> = e.path().trim_matches('/').split('/').collect();
     e.verb == "get"
         && matches!(
             parts.as_slice(),
-            ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] | ["version"]
+            ["api"]
+                | ["api", _]
+                | ["apis"]
+                | ["apis", _]
+                | ["apis", _, _]
+                | ["version"]
+                | ["openapi", "v3"]
+                | ["openapi", "v3", "apis", _, _]
         )
 }
 
@@ -150,6 +158,12 @@ mod tests {
         let ok = [
             event("get", "/apis/networking.istio.io/v1", AGENT),
             event("get", "/api", AGENT),
+            event("get", "/openapi/v3", AGENT),
+            event(
+                "get",
+                "/openapi/v3/apis/networking.istio.io/v1?hash=AB12",
+                AGENT,
+            ),
             event(
                 "list",
                 "/apis/networking.istio.io/v1/namespaces/team-a/virtualservices?limit=500",
@@ -162,7 +176,7 @@ mod tests {
             ),
         ];
         let report = check(&ok);
-        assert_eq!(report.agent, 4);
+        assert_eq!(report.agent, 6);
         assert!(report.violations.is_empty(), "{:?}", report.violations);
 
         let bad = [
@@ -178,6 +192,7 @@ mod tests {
             ),
             event("list", "/api/v1/namespaces", AGENT),
             event("create", "/apis", AGENT),
+            event("get", "/openapi/v2", AGENT),
             event(
                 "list",
                 "/apis/kubectl-gitops.io/v1alpha1/gitopssyncs",

@@ -3,12 +3,19 @@
 //! sync agent: the shared plan (`gitops_shared::plan::plan`) has nothing to
 //! create, update or prune. Each object that differs gets a unified diff of
 //! its YAML: Git's desired object (as the agent would apply it) against the
-//! live one, shown only in the fields Git sets (others are not compared).
+//! live one, shown in the fields Git sets, whole inside lists (the server
+//! replaces most lists whole), and in the fields other managers own (drift
+//! whatever their value, DESIGN.md "Drift").
+
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use gitops_shared::{
-    DesiredSet, ObjectKey, PlanOptions, gitopssync,
+    DEFAULT_FIELD_MANAGER, DesiredSet, ObjectKey, PlanOptions,
+    drift::{Schemas, Shape},
+    gitopssync,
     layout::{list_namespaces, load_namespace, namespace_dir},
+    managed::foreign_field_paths,
     manifest::LoadOptions,
     normalize::normalize,
     plan::{Action, PlanRefusal, kinds_in_use, plan},
@@ -34,6 +41,10 @@ pub struct Args {
     /// Name of the agents' GitOpsSync objects (their inventory says what they own)
     #[arg(long, default_value = gitopssync::DEFAULT_NAME, value_name = "NAME")]
     pub name: String,
+    /// The agents' field manager (their --field-manager): a field of spec, a
+    /// label or an annotation another manager owns is drift
+    #[arg(long, default_value = DEFAULT_FIELD_MANAGER, value_name = "NAME")]
+    pub field_manager: String,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -108,7 +119,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
         let cluster = Cluster::connect(&ctx.global).await?;
         let mut out = Vec::new();
         for set in &desired {
-            out.push(diff_namespace(&cluster, set, &args.name, &source, color).await?);
+            out.push(diff_namespace(&cluster, set, &args, &source, color).await?);
         }
         anyhow::Ok(out)
     })??;
@@ -144,13 +155,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     })
 }
 
-/// The live objects the agent would compare with, and its inventory:
-/// every object of the kinds in use, and owned objects of any other kind.
+/// The live objects the agent would compare with, its inventory, and the
+/// kinds' schemas: every object of the kinds in use, and owned objects of
+/// any other kind.
 async fn live_state(
     cluster: &Cluster,
     desired: &DesiredSet,
-    name: &str,
-) -> Result<(Vec<Value>, Vec<ObjectKey>)> {
+    args: &Args,
+) -> Result<(Vec<Value>, Vec<ObjectKey>, Schemas)> {
+    let name = args.name.as_str();
     let ns = desired.namespace.as_str();
     let inventory: Vec<ObjectKey> = match cluster.gitopssync(ns, name).await {
         Ok(Some(gos)) => gos.status.map(|s| s.inventory_keys()).unwrap_or_default(),
@@ -161,7 +174,8 @@ async fn live_state(
         }
     };
     let in_use = kinds_in_use(desired, &inventory);
-    let live = cluster.live(ns, &in_use).await?;
+    let live = cluster.live(ns, &in_use, &args.field_manager).await?;
+    let schemas = cluster.schemas(&in_use).await?;
     for kind in &live.unserved {
         tracing::warn!(
             namespace = ns,
@@ -171,18 +185,23 @@ async fn live_state(
         );
     }
     let live = live.objects;
-    Ok((live, inventory))
+    Ok((live, inventory, schemas))
 }
 
 async fn diff_namespace(
     cluster: &Cluster,
     desired: &DesiredSet,
-    name: &str,
+    args: &Args,
     source: &str,
     color: bool,
 ) -> Result<NamespaceDiff> {
     let ns = desired.namespace.clone();
-    let (live, inventory) = live_state(cluster, desired, name).await?;
+    let (live, inventory, schemas) = live_state(cluster, desired, args).await?;
+    let opts = PlanOptions {
+        field_manager: args.field_manager.clone(),
+        schemas: Arc::new(schemas),
+        ..PlanOptions::default()
+    };
     let mut result = NamespaceDiff {
         namespace: ns.clone(),
         source: source.to_string(),
@@ -190,12 +209,7 @@ async fn diff_namespace(
         refused: None,
         changes: Vec::new(),
     };
-    let plan = match plan(
-        &Ok(desired.clone()),
-        &live,
-        &inventory,
-        &PlanOptions::default(),
-    ) {
+    let plan = match plan(&Ok(desired.clone()), &live, &inventory, &opts) {
         Ok(plan) => plan,
         Err(refusal @ PlanRefusal::WouldEmpty { .. }) => {
             result.in_sync = false;
@@ -212,7 +226,17 @@ async fn diff_namespace(
                 (yaml::to_yaml(&normalize(live, &ns))?, String::new())
             }
             (_, Some(object), Some(live)) => {
-                let mut shown = project(object, live);
+                let shape = opts.schemas.get(&step.key.group, &step.key.kind);
+                let mut defaulted = object.clone();
+                if let Some(shape) = shape {
+                    shape.default_into(&mut defaulted);
+                }
+                let foreign = foreign_field_paths(live, &opts.field_manager);
+                let mut shown = Shown {
+                    foreign: &foreign,
+                    path: Vec::new(),
+                }
+                .project(object, &defaulted, live, shape, false);
                 shown["apiVersion"] = object["apiVersion"].clone();
                 (yaml::to_yaml(&shown)?, yaml::to_yaml(object)?)
             }
@@ -244,27 +268,89 @@ async fn diff_namespace(
     Ok(result)
 }
 
-/// `live`, restricted to the fields `desired` sets: what the comparison
-/// looks at. Lists of the same length are matched item by item.
-fn project(desired: &Value, live: &Value) -> Value {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => Value::Object(
-            d.iter()
-                .filter_map(|(k, dv)| {
-                    let shown = project(dv, l.get(k)?);
-                    // A map Git fills that holds none of Git's keys live is
-                    // shown as absent, not as `{}`.
-                    let emptied = shown.as_object().is_some_and(|m| m.is_empty())
-                        && dv.as_object().is_some_and(|m| !m.is_empty());
-                    (!emptied).then(|| (k.clone(), shown))
-                })
-                .collect(),
-        ),
-        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
-            Value::Array(d.iter().zip(l).map(|(dv, lv)| project(dv, lv)).collect())
+/// What of a live object `diff` shows: the fields Git sets, the fields
+/// other managers own (`foreign`, as field names down from the root), and
+/// inside a list everything but what the server defaulted.
+struct Shown<'a> {
+    foreign: &'a [Vec<String>],
+    /// Field names down to the object being projected.
+    path: Vec<String>,
+}
+
+impl Shown<'_> {
+    /// `live` restricted to what the comparison looks at, for Git's `git`
+    /// (`defaulted` as the server defaults it). `whole`: inside a list,
+    /// where every field counts.
+    fn project(
+        &mut self,
+        git: &Value,
+        defaulted: &Value,
+        live: &Value,
+        shape: Option<&Shape>,
+        whole: bool,
+    ) -> Value {
+        match (git, live) {
+            (Value::Object(g), Value::Object(l)) => {
+                let mut out = serde_json::Map::new();
+                for (k, lv) in l {
+                    let dv = &defaulted[k.as_str()];
+                    let gv = g.get(k);
+                    let owned = !whole && {
+                        self.path.push(k.clone());
+                        let owned = self.foreign.iter().any(|p| p.starts_with(&self.path));
+                        self.path.pop();
+                        owned
+                    };
+                    let shown = match gv {
+                        Some(gv) => {
+                            self.path.push(k.clone());
+                            let child = shape.and_then(|s| s.field(k));
+                            let shown = self.project(gv, dv, lv, child, whole);
+                            self.path.pop();
+                            // A map Git fills that holds none of Git's keys live is
+                            // shown as absent, not as `{}`.
+                            let emptied = shown.as_object().is_some_and(|m| m.is_empty())
+                                && gv.as_object().is_some_and(|m| !m.is_empty());
+                            (!emptied).then_some(shown)
+                        }
+                        // Inside a list a field Git does not set is shown
+                        // unless it is the server's default.
+                        None if whole && dv != lv => Some(lv.clone()),
+                        None if owned => Some(lv.clone()),
+                        None => None,
+                    };
+                    if let Some(shown) = shown {
+                        out.insert(k.clone(), shown);
+                    }
+                }
+                Value::Object(out)
+            }
+            (Value::Array(g), Value::Array(l)) if g.len() == l.len() => {
+                let items = shape.and_then(|s| s.items.as_deref());
+                let defaulted = defaulted.as_array();
+                Value::Array(
+                    g.iter()
+                        .zip(l)
+                        .enumerate()
+                        .map(|(i, (gv, lv))| {
+                            let dv = defaulted.and_then(|d| d.get(i)).unwrap_or(gv);
+                            self.project(gv, dv, lv, items, true)
+                        })
+                        .collect(),
+                )
+            }
+            (_, l) => l.clone(),
         }
-        (_, l) => l.clone(),
     }
+}
+
+#[cfg(test)]
+fn project(desired: &Value, live: &Value) -> Value {
+    Shown {
+        foreign: &[],
+        path: Vec::new(),
+    }
+    .project(desired, desired, live, None, false)
 }
 
 #[cfg(test)]
@@ -273,14 +359,14 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn projection_keeps_only_what_git_sets() {
+    fn projection_keeps_what_git_sets_and_lists_whole() {
         let desired =
             json!({"spec": {"http": [{"route": [{"weight": 80}]}]}, "metadata": {"name": "r"}});
         let live = json!({"spec": {"http": [{"route": [{"weight": 50, "x": 1}]}], "extra": true},
             "metadata": {"name": "r", "uid": "u"}, "status": {}});
         assert_eq!(
             project(&desired, &live),
-            json!({"spec": {"http": [{"route": [{"weight": 50}]}]}, "metadata": {"name": "r"}})
+            json!({"spec": {"http": [{"route": [{"weight": 50, "x": 1}]}]}, "metadata": {"name": "r"}})
         );
         // a map with none of Git's keys is absent
         let git = json!({"metadata": {"name": "r", "annotations": {"a": "1"}}});
@@ -294,6 +380,37 @@ mod tests {
         assert_eq!(
             project(&desired, &live)["spec"]["http"],
             live["spec"]["http"]
+        );
+    }
+
+    #[test]
+    fn fields_other_managers_own_are_shown_and_defaults_are_not() {
+        let git = json!({"metadata": {"name": "r", "labels": {"a": "1"}},
+                         "spec": {"host": "r", "rules": [{"x": 1}]}});
+        let mut defaulted = git.clone();
+        defaulted["spec"]["rules"][0]["mode"] = json!("Default");
+        let live = json!({"metadata": {"name": "r", "labels": {"a": "1", "b": "2"}},
+                          "spec": {"host": "r", "rules": [{"x": 1, "mode": "Default"}],
+                                   "trafficPolicy": {"connectionPool": {"tcp": {}}}, "server": "set"}});
+        let foreign = vec![
+            vec!["metadata".to_string(), "labels".into(), "b".into()],
+            vec![
+                "spec".to_string(),
+                "trafficPolicy".into(),
+                "connectionPool".into(),
+                "tcp".into(),
+            ],
+        ];
+        let shown = Shown {
+            foreign: &foreign,
+            path: Vec::new(),
+        }
+        .project(&git, &defaulted, &live, None, false);
+        assert_eq!(
+            shown,
+            json!({"metadata": {"name": "r", "labels": {"a": "1", "b": "2"}},
+                   "spec": {"host": "r", "rules": [{"x": 1}],
+                            "trafficPolicy": {"connectionPool": {"tcp": {}}}}})
         );
     }
 }

@@ -4,7 +4,8 @@
 //! [`resources`] maps Istio kinds and
 //! `GitOpsSync` to API resources at the versions the server serves;
 //! [`live`] lists what a namespace's plan is made against; [`retry`] runs
-//! one API call with jittered retries; [`gitopssync`] is the typed `GitOpsSync`
+//! one API call with jittered retries; [`schema`] reads the kinds' list
+//! types and defaults from the server's OpenAPI, for drift; [`gitopssync`] is the typed `GitOpsSync`
 //! the CRD is generated from; [`errors`] classes API errors by status
 //! code and error kind, never by their text.
 #![forbid(unsafe_code)]
@@ -15,3 +16,4 @@ pub mod gitopssync;
 pub mod live;
 pub mod resources;
 pub mod retry;
+pub mod schema;

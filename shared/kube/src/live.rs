@@ -3,14 +3,14 @@
 //! about drift.
 
 use futures::{Stream, StreamExt as _, stream};
-use gitops_shared::{IstioKind, managed::SlimObject};
+use gitops_shared::{IstioKind, managed::Slim};
 use kube::{
     Client, Resource as _,
     api::{DynamicObject, ListParams},
     core::Request,
 };
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 use crate::{errors::is_status, resources::Served, retry};
 
@@ -19,7 +19,7 @@ use crate::{errors::is_status, resources::Served, retry};
 pub struct Live {
     /// Every object of the kinds in use, each with `apiVersion` and `kind`
     /// set, and `managedFields` only where the plan reads it
-    /// ([`managed::slim`]).
+    /// ([`gitops_shared::managed::slim`]).
     pub objects: Vec<Value>,
     /// Kinds in use that the server does not serve (no CRD, or 404 on the
     /// list): the caller decides (the agent refuses to plan, `diff` says so).
@@ -30,15 +30,18 @@ pub struct Live {
 /// use (desired or in the inventory), one LIST per kind (DESIGN.md, "Plan"),
 /// read in pages. Not label-selected, so the plan can tell "someone stripped
 /// our labels" from "deleted" and adopt a same-named object as an update.
-/// Objects come in the order of `in_use`.
+/// Objects come in the order of `in_use`. `manager` is the agent's field
+/// manager: an object's `managedFields` are kept only when another manager
+/// has an entry (drift reads them).
 pub async fn list(
     client: &Client,
     namespace: &str,
     in_use: &[&'static IstioKind],
     served: &Served,
+    manager: &str,
 ) -> Result<Live, kube::Error> {
     let mut by_kind: Vec<Vec<Value>> = vec![Vec::new(); in_use.len()];
-    let unserved = list_pages(client, namespace, in_use, served, |kind, page| {
+    let unserved = list_pages(client, namespace, in_use, served, manager, |kind, page| {
         by_kind[kind].extend(page);
     })
     .await?;
@@ -58,13 +61,16 @@ pub async fn list_pages(
     namespace: &str,
     in_use: &[&'static IstioKind],
     served: &Served,
+    manager: &str,
     mut page: impl FnMut(usize, Vec<Value>),
 ) -> Result<Vec<&'static IstioKind>, kube::Error> {
     let mut unserved = Vec::new();
     let mut lists = Vec::new();
     for (i, kind) in in_use.iter().enumerate() {
         if served.has(kind) {
-            lists.push(Box::pin(kind_pages(client, namespace, i, kind, served)));
+            lists.push(Box::pin(kind_pages(
+                client, namespace, i, kind, served, manager,
+            )));
         } else {
             unserved.push(*kind);
         }
@@ -89,6 +95,7 @@ pub async fn get_each(
     namespace: &str,
     wanted: &[(&'static IstioKind, String)],
     served: &Served,
+    manager: &str,
 ) -> Result<Vec<Value>, kube::Error> {
     let gets = wanted.iter().map(|(kind, name)| async move {
         let resource = served.resource(kind);
@@ -97,7 +104,10 @@ pub async fn get_each(
             let get = request
                 .get(name, &Default::default())
                 .map_err(kube::Error::BuildRequest)?;
-            client.request::<SlimObject>(get).await
+            let text = client.request_text(get).await?;
+            Slim { manager }
+                .parse(&text)
+                .map_err(kube::Error::SerdeError)
         };
         match retry::call(send, None).await {
             Ok(object) => Ok(Some(completed(object, &resource))),
@@ -117,17 +127,37 @@ pub async fn get_each(
 /// time, not held twice (response and objects) all at once.
 const PAGE: u32 = 100;
 
-/// A LIST response, its items parsed straight into slim JSON values:
-/// through `DynamicObject` each item was parsed twice (its typed metadata,
-/// and the rest buffered by serde's `flatten`), its metadata written back,
-/// and its managed fields built only to be dropped.
+/// A LIST response, its items left as text to be parsed straight into slim
+/// JSON values ([`Slim`]): through `DynamicObject` each item was parsed twice
+/// (its typed metadata, and the rest buffered by serde's `flatten`), its
+/// metadata written back, and its managed fields built only to be dropped.
 #[derive(Deserialize)]
-struct RawList {
+struct RawList<'a> {
     #[serde(default)]
     metadata: RawListMeta,
     /// `null` from some servers, like `ObjectList`'s.
-    #[serde(default)]
-    items: Option<Vec<SlimObject>>,
+    #[serde(default, borrow)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+impl RawList<'_> {
+    /// The items, parsed slim for `manager`.
+    fn objects(
+        &self,
+        manager: &str,
+        resource: &kube::core::ApiResource,
+    ) -> Result<Vec<Value>, kube::Error> {
+        let items = self.items.as_deref().unwrap_or_default();
+        items
+            .iter()
+            .map(|item| {
+                let object = Slim { manager }
+                    .parse(item.get())
+                    .map_err(kube::Error::SerdeError)?;
+                Ok(completed(object, resource))
+            })
+            .collect()
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -138,7 +168,7 @@ struct RawListMeta {
 
 /// A listed object with `apiVersion` and `kind` set (list items may leave
 /// them out), its `managedFields` slimmed as it was parsed.
-fn completed(SlimObject(mut item): SlimObject, resource: &kube::core::ApiResource) -> Value {
+fn completed(mut item: Value, resource: &kube::core::ApiResource) -> Value {
     if let Value::Object(map) = &mut item {
         for (field, value) in [
             ("apiVersion", &resource.api_version),
@@ -178,6 +208,7 @@ fn kind_pages<'a>(
     index: usize,
     kind: &'static IstioKind,
     served: &Served,
+    manager: &'a str,
 ) -> impl Stream<Item = Result<Listed, kube::Error>> + 'a {
     let resource = served.resource(kind);
     let path = DynamicObject::url_path(&resource, Some(namespace));
@@ -191,28 +222,24 @@ fn kind_pages<'a>(
             };
             let send = || async {
                 let list = request.list(&params).map_err(kube::Error::BuildRequest)?;
-                client.request::<RawList>(list).await
+                client.request_text(list).await
             };
-            let list = match retry::call(send, None).await {
+            let text = match retry::call(send, None).await {
                 Ok(list) => list,
                 Err(e) if is_status(&e, 404) => {
                     return Ok(Some((Listed::Unserved(kind), Cursor::Done)));
                 }
                 Err(e) => return Err(e),
             };
-            let next = match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            let list: RawList = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+            let next = match list.metadata.continue_.clone().filter(|c| !c.is_empty()) {
                 Some(token) => {
                     params.continue_token = Some(token);
                     Cursor::Next(params)
                 }
                 None => Cursor::Done,
             };
-            let objects = list
-                .items
-                .unwrap_or_default()
-                .into_iter()
-                .map(|item| completed(item, &resource))
-                .collect();
+            let objects = list.objects(manager, &resource)?;
             Ok(Some((Listed::Objects(index, objects), next)))
         }
     })
@@ -224,7 +251,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_list_item_gets_its_type_and_loses_managed_fields_nobody_takes_over() {
+    fn a_list_item_gets_its_type_and_loses_managed_fields_only_the_agent_has() {
         let resource = kube::core::ApiResource {
             group: "networking.istio.io".into(),
             version: "v1".into(),
@@ -235,19 +262,15 @@ mod tests {
         let list = json!({
             "metadata": {"continue": "abc", "resourceVersion": "9"},
             "items": [
-                {"metadata": {"name": "a", "managedFields": [{"manager": "sync-agent", "fieldsV1": {}}]}},
+                {"metadata": {"name": "a", "managedFields": [{"manager": "kubectl-gitops", "fieldsV1": {}}]}},
                 {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "b"}},
             ],
         });
         // As the client parses a response: from its text.
-        let list: RawList = serde_json::from_str(&list.to_string()).unwrap();
+        let text = list.to_string();
+        let list: RawList = serde_json::from_str(&text).unwrap();
         assert_eq!(list.metadata.continue_.as_deref(), Some("abc"));
-        let items: Vec<Value> = list
-            .items
-            .unwrap()
-            .into_iter()
-            .map(|i| completed(i, &resource))
-            .collect();
+        let items = list.objects("kubectl-gitops", &resource).unwrap();
         assert_eq!(
             items,
             [
