@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(120);
 struct Team {
     dir: Dir,
     cluster: TestCluster,
-    _gitsync: GitSync,
+    gitsync: GitSync,
     _follower: Follower,
     agent: Child,
     log: PathBuf,
@@ -58,11 +58,26 @@ impl Team {
         Team {
             dir,
             cluster,
-            _gitsync: gitsync,
+            gitsync,
             _follower: follower,
             agent,
             log,
         }
+    }
+
+    /// Stop the agent cleanly (SIGTERM: it lets go of its lease) and start
+    /// another with `extra` flags.
+    fn restart_agent(&mut self, extra: &[&str]) {
+        let pid = self.agent.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {pid}");
+        self.agent.wait().unwrap();
+        let mut flags = vec!["--resync", "1s"];
+        flags.extend_from_slice(extra);
+        self.agent = spawn_agent(&self.cluster, &self.gitsync, NS, &self.log, &flags);
     }
 
     fn kg(&self) -> TestCommand {
@@ -337,4 +352,322 @@ fn a_mesh_that_does_not_serve_networking_v1_is_synced_in_v1beta1() {
             .any(|e| e.request_uri.starts_with("/apis/networking.istio.io/v1/")),
         "nothing asked for the v1 that is not served"
     );
+}
+
+const VS_REVIEWS: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: team-a\nspec:\n  hosts:\n  - reviews\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v1\n      weight: 80\n    - destination:\n        host: reviews\n        subset: v2\n      weight: 20\n";
+const DR_TWO_SUBSETS: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: team-a\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n  - name: v2\n    labels:\n      version: v2\n";
+
+/// One way people change a live object by hand, and what drift must say of it.
+struct HandEdit {
+    how: &'static str,
+    resource: &'static str,
+    /// The agent's `status.drift[].reason`, naming the manager and the field.
+    reason: &'static str,
+    /// What `kubectl gitops diff` must show of the change.
+    shows: &'static str,
+    edit: fn(&Team),
+}
+
+/// The real `kubectl edit`, driven through `KUBE_EDITOR` by a small script
+/// that adds a fault to the first HTTP route, as a person would type it.
+fn kubectl_edit_fault(team: &Team) {
+    let script = team.dir.tmp("editor.py");
+    std::fs::write(
+        &script,
+        "import json, sys\n\
+         path = sys.argv[-1]\n\
+         with open(path) as f:\n    obj = json.load(f)\n\
+         obj['spec']['http'][0]['fault'] = {'abort': {'httpStatus': 503, 'percentage': {'value': 100}}}\n\
+         with open(path, 'w') as f:\n    json.dump(obj, f)\n",
+    )
+    .unwrap();
+    let out = team
+        .cluster
+        .kubectl()
+        .args(["edit", "-n", NS, "virtualservice", "reviews", "-o", "json"])
+        .env("KUBE_EDITOR", format!("python3 {}", script.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl edit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn hand_edits() -> Vec<HandEdit> {
+    vec![
+        HandEdit {
+            how: "kubectl edit",
+            resource: "virtualservices",
+            reason: "changed by kubectl-edit: spec.http[0].fault",
+            shows: "httpStatus: 503",
+            edit: kubectl_edit_fault,
+        },
+        HandEdit {
+            // the command of the report (issue 29), what `kubectl edit` sends
+            how: "kubectl patch --type json",
+            resource: "virtualservices",
+            reason: "changed by kubectl-edit: spec.http[0].fault",
+            shows: "httpStatus: 503",
+            edit: |team| {
+                team.kubectl(
+                    &[
+                        "patch", "vs", "reviews", "-n", NS, "--type", "json",
+                        "--field-manager", "kubectl-edit", "-p",
+                        r#"[{"op":"add","path":"/spec/http/0/fault","value":{"abort":{"httpStatus":503,"percentage":{"value":100}}}}]"#,
+                    ],
+                    None,
+                );
+            },
+        },
+        HandEdit {
+            how: "kubectl patch --type merge",
+            resource: "destinationrules",
+            reason: "changed by kubectl-patch: spec.trafficPolicy",
+            shows: "maxConnections: 7",
+            edit: |team| {
+                team.kubectl(
+                    &[
+                        "patch", "destinationrule", "reviews", "-n", NS, "--type=merge", "-p",
+                        r#"{"spec":{"trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":7}}}}}"#,
+                    ],
+                    None,
+                );
+            },
+        },
+        HandEdit {
+            how: "kubectl apply (client side)",
+            resource: "virtualservices",
+            reason: "changed by kubectl-client-side-apply: spec.http[0].route[0].weight",
+            shows: "weight: 50",
+            edit: |team| {
+                let edited = VS_REVIEWS
+                    .replace("weight: 80", "weight: 50")
+                    .replace("weight: 20", "weight: 50");
+                team.kubectl(&["apply", "-f", "-"], Some(&edited));
+            },
+        },
+        HandEdit {
+            how: "kubectl apply --server-side --field-manager other-tool",
+            resource: "virtualservices",
+            reason: "changed by other-tool: spec.http[0].route[0].weight",
+            shows: "weight: 30",
+            edit: |team| {
+                let edited = VS_REVIEWS
+                    .replace("weight: 80", "weight: 30")
+                    .replace("weight: 20", "weight: 70");
+                team.kubectl(
+                    &[
+                        "apply",
+                        "--server-side",
+                        "--field-manager",
+                        "other-tool",
+                        "--force-conflicts",
+                        "-f",
+                        "-",
+                    ],
+                    Some(&edited),
+                );
+            },
+        },
+        HandEdit {
+            how: "kubectl label",
+            resource: "virtualservices",
+            reason: "changed by kubectl-label: metadata.labels.owner",
+            shows: "owner: me",
+            edit: |team| {
+                team.kubectl(
+                    &["label", "-n", NS, "virtualservice", "reviews", "owner=me"],
+                    None,
+                );
+            },
+        },
+    ]
+}
+
+/// What Git's objects are live: spec, labels and annotations.
+fn intent(object: &Value) -> Value {
+    serde_json::json!({
+        "spec": object["spec"],
+        "labels": object["metadata"]["labels"],
+        "annotations": object["metadata"]["annotations"],
+    })
+}
+
+/// Managers other than the agent's that own a field of spec, a label or an
+/// annotation of `object`.
+fn other_owners(object: &Value) -> Vec<String> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subresource"].as_str().unwrap_or_default().is_empty())
+        .filter(|e| e["manager"] != "kubectl-gitops")
+        .filter(|e| {
+            let f = &e["fieldsV1"];
+            f.get("f:spec").is_some()
+                || f["f:metadata"].get("f:labels").is_some()
+                || f["f:metadata"].get("f:annotations").is_some()
+        })
+        .map(|e| e["manager"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Issue 29: every way a person changes a synced object by hand is drift,
+/// named with the manager and the field, in the agent's status and metrics
+/// and in `kubectl gitops diff`; with `--no-self-heal` nothing is written;
+/// healed, the live object equals Git's again, the agent the only owner of
+/// what Git says, and `diff` exits 0.
+#[test]
+fn every_hand_edit_is_drift_named_with_its_manager_and_healed_back_to_git() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    let dir = Dir::new();
+    dir.init();
+    let mut team = Team::with(cluster, dir, &["--no-self-heal"]);
+    let (vs, dr) = (team.dir.tmp("vs.yaml"), team.dir.tmp("dr.yaml"));
+    std::fs::write(&vs, VS_REVIEWS).unwrap();
+    std::fs::write(&dr, DR_TWO_SUBSETS).unwrap();
+    team.kg().arg("stage").arg(&vs).arg(&dr).ok();
+    team.dir.kg().args(["commit", "-m", "reviews"]).ok();
+    team.wait_synced();
+    team.kg().arg("diff").expect(0);
+    let git = |team: &Team, resource: &str| intent(&team.live(resource, "reviews"));
+    let synced = [
+        ("virtualservices", git(&team, "virtualservices")),
+        ("destinationrules", git(&team, "destinationrules")),
+    ];
+
+    for case in hand_edits() {
+        let how = case.how;
+        let before = team.cluster.audit().unwrap().len();
+        let version = team.live(case.resource, "reviews")["metadata"]["resourceVersion"].clone();
+        (case.edit)(&team);
+        let mut status = Value::Null;
+        team.wait(&format!("{how}: the agent to report the drift"), || {
+            status = team.live("gitopssyncs", "sync-agent")["status"].clone();
+            status["phase"] == "Drifted"
+        });
+        assert_eq!(
+            status["drift"].as_array().unwrap().len(),
+            1,
+            "{how}: {status}"
+        );
+        assert_eq!(status["drift"][0]["reason"], case.reason, "{how}: {status}");
+        let diff = team.kg().arg("diff").expect(1);
+        assert!(
+            diff.stdout.contains(case.reason) && diff.stdout.contains(case.shows),
+            "{how}: {}",
+            diff.stdout
+        );
+        // --no-self-heal: not one write to the object
+        let writes: Vec<String> = team.cluster.audit().unwrap()[before..]
+            .iter()
+            .filter(|e| e.user_agent.starts_with("sync-agent/"))
+            .filter(|e| e.request_uri.contains(".istio.io/"))
+            .filter(|e| !matches!(e.verb.as_str(), "get" | "list" | "watch"))
+            .map(|e| format!("{} {}", e.verb, e.request_uri))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{how}");
+        assert_ne!(
+            team.live(case.resource, "reviews")["metadata"]["resourceVersion"],
+            version
+        );
+
+        // healed by an agent that may: equal to Git's, the agent the only
+        // owner, in sync for diff
+        team.restart_agent(&[]);
+        team.wait(&format!("{how}: the heal"), || {
+            let status = team.live("gitopssyncs", "sync-agent")["status"].clone();
+            status["phase"] == "Synced"
+                && status["drift"] == serde_json::json!([])
+                && synced
+                    .iter()
+                    .all(|(resource, want)| git(&team, resource) == *want)
+        });
+        for (resource, _) in &synced {
+            let live = team.live(resource, "reviews");
+            assert_eq!(other_owners(&live), Vec::<String>::new(), "{how}: {live}");
+        }
+        team.kg().arg("diff").expect(0);
+        team.restart_agent(&["--no-self-heal"]);
+    }
+}
+
+/// Issue 29: a value the server fills in from the CRD's schema default is
+/// not drift, also inside an atomic list, and nothing is written again.
+#[test]
+fn a_default_the_crd_fills_in_is_not_drift() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    // Give spec.http[].timeout a default in every version of the CRD.
+    let crd: Value = serde_json::from_str(&kubectl_ok(
+        &cluster,
+        &[
+            "get",
+            "crd",
+            "virtualservices.networking.istio.io",
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let patch: Vec<Value> = (0..crd["spec"]["versions"].as_array().unwrap().len())
+        .map(|i| {
+            serde_json::json!({"op": "add", "value": "5s", "path": format!(
+                "/spec/versions/{i}/schema/openAPIV3Schema/properties/spec/properties/http/items/properties/timeout/default")})
+        })
+        .collect();
+    kubectl_ok(
+        &cluster,
+        &[
+            "patch",
+            "crd",
+            "virtualservices.networking.istio.io",
+            "--type=json",
+            "-p",
+            &serde_json::to_string(&patch).unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + WAIT;
+    while !kubectl_ok(
+        &cluster,
+        &["get", "--raw", "/openapi/v3/apis/networking.istio.io/v1"],
+    )
+    .contains(r#""default":"5s""#)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the default never reached the OpenAPI"
+        );
+        sleep(Duration::from_millis(200));
+    }
+
+    let dir = Dir::new();
+    dir.init();
+    let team = Team::new(cluster, dir);
+    let (vs, dr) = (team.dir.tmp("vs.yaml"), team.dir.tmp("dr.yaml"));
+    std::fs::write(&vs, VS_REVIEWS).unwrap();
+    std::fs::write(&dr, DR_TWO_SUBSETS).unwrap();
+    team.kg().arg("stage").arg(&vs).arg(&dr).ok();
+    team.dir.kg().args(["commit", "-m", "reviews"]).ok();
+    team.wait_synced();
+    let before = team.cluster.audit().unwrap().len();
+    // the server filled it in
+    assert_eq!(
+        team.live("virtualservices", "reviews")["spec"]["http"][0]["timeout"],
+        "5s"
+    );
+    // several resyncs (1 s) later: still in sync, nothing written again
+    sleep(Duration::from_secs(4));
+    let status = team.live("gitopssyncs", "sync-agent")["status"].clone();
+    assert_eq!(status["phase"], "Synced", "{status}");
+    assert_eq!(status["drift"], serde_json::json!([]), "{status}");
+    let writes = team.cluster.audit().unwrap()[before..]
+        .iter()
+        .filter(|e| e.user_agent.starts_with("sync-agent/"))
+        .filter(|e| e.request_uri.contains(".istio.io/") && e.verb == "patch")
+        .count();
+    assert_eq!(writes, 0);
+    team.kg().arg("diff").expect(0);
 }
