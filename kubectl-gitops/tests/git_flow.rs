@@ -426,3 +426,60 @@ fn validate_files_of_the_bookinfo_samples_gives_no_error() {
     assert!(run.stdout.contains("Error [GITOPS002]"), "{}", run.stdout);
     assert!(run.stdout.contains("mesh root namespace"), "{}", run.stdout);
 }
+
+/// The hand-written file of issue 29: a DestinationRule and a VirtualService
+/// in compact flow style, one file. Every move edits it in place: the result
+/// loads, the DestinationRule's text and the comment stay as written.
+#[test]
+fn canary_moves_edit_a_hand_written_flow_style_file() {
+    const DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n";
+    const VS: &str = "---\n# the reviews service: all traffic to v1 for now\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - name: primary\n    route:\n    - destination: {host: reviews, subset: v1}\n";
+    let d = Dir::new();
+    d.init();
+    let file = "namespaces/team-a/reviews.yaml";
+    std::fs::create_dir_all(d.path("namespaces/team-a")).unwrap();
+    std::fs::write(d.path(file), format!("{DR}{VS}")).unwrap();
+    d.git(&["add", file]);
+    d.kg().args(["commit", "-m", "reviews, by hand"]).ok();
+
+    let canary = |args: &[&str]| {
+        d.kg().args(["-n", "team-a", "canary"]).args(args).ok();
+        let text = d.read(file);
+        assert!(text.starts_with(DR), "{text}");
+        assert!(
+            text.contains("# the reviews service: all traffic to v1 for now\n"),
+            "{text}"
+        );
+        d.kg().args(["-n", "team-a", "validate"]).ok();
+        d.assert_clean();
+        text
+    };
+    let started = canary(&[
+        "start",
+        "reviews",
+        "--stable",
+        "v1",
+        "--canary",
+        "v2",
+        "--steps",
+        "10,50,100",
+    ]);
+    assert!(
+        started.contains("- destination: {host: reviews, subset: v1}\n      weight: 90\n    - destination: {host: reviews, subset: v2}\n      weight: 10\n"),
+        "{started}"
+    );
+    assert!(
+        started.contains("metadata: {name: reviews, annotations: {kubectl-gitops.io/canary: '"),
+        "{started}"
+    );
+    let stepped = canary(&["step", "reviews"]);
+    assert!(stepped.contains("weight: 50\n"), "{stepped}");
+    let promoted = canary(&["promote", "reviews"]);
+    assert!(
+        promoted.contains(
+            "    route:\n    - destination: {host: reviews, subset: v2}\n      weight: 100\n"
+        ),
+        "{promoted}"
+    );
+    assert_eq!(d.trailers("HEAD", "Gitops-Canary-Weight"), ["100"]);
+}

@@ -117,9 +117,14 @@ pub struct Move<'a> {
 /// Edit the document, commit the file alone on top of HEAD, and put the
 /// working tree and index in step with it. Returns the new commit.
 pub fn commit_move(repo: &Repo, vs: &VsFile, index: usize, m: &Move<'_>) -> Result<Oid> {
+    let first_line = 1 + vs.chunks[..vs.chunk]
+        .iter()
+        .map(|c| c.matches('\n').count())
+        .sum::<usize>();
     let edited = edit_document(
         &vs.chunks[vs.chunk],
         std::path::Path::new(&vs.rel),
+        first_line,
         index,
         m.release,
         m.split,

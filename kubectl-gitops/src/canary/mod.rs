@@ -8,4 +8,5 @@ pub mod file;
 pub mod prometheus;
 pub mod release;
 pub mod run;
+mod styles;
 pub mod yamledit;

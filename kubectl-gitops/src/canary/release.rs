@@ -322,7 +322,12 @@ fn set_weight(text: &str, index: usize, at: usize, weight: u32) -> Result<String
     match dest.get("weight") {
         Some(w @ Node::Scalar { .. }) => Ok(yamledit::splice(text, w.range(), &weight.to_string())),
         Some(_) => bail!("spec.http[{index}].route[{at}].weight is not a number"),
-        None => yamledit::insert_entry(text, dest, "weight", &weight.to_string()),
+        None => yamledit::insert_entry(
+            text,
+            dest,
+            "weight",
+            &yamledit::Value::Scalar(weight.to_string()),
+        ),
     }
 }
 
@@ -332,6 +337,9 @@ fn apply_to_text(text: &str, index: usize, release: &Release, split: Split) -> R
     let mut text = text.to_string();
     let doc = root(&text)?;
     let route = route_node(&doc, index)?;
+    if let Some(at) = shared_node(&doc, index) {
+        return Err(Shared { at }.into());
+    }
     let stable_at = destination_at(route, &release.stable)
         .ok_or_else(|| anyhow!("no destination with subset {}", release.stable))?;
     if destination_at(route, &release.canary).is_none() {
@@ -341,7 +349,8 @@ fn apply_to_text(text: &str, index: usize, release: &Release, split: Split) -> R
         let copy = &route_node(&doc, index)?.items()[stable_at + 1];
         let subset = yamledit::find(copy, &[Step::Key("destination"), Step::Key("subset")])
             .ok_or_else(|| anyhow!("the copied destination has no subset"))?;
-        text = yamledit::splice(&text, subset.range(), &release.canary);
+        let written = yamledit::scalar_like(&text[subset.range()], &release.canary);
+        text = yamledit::splice(&text, subset.range(), &written);
     }
     let find = |text: &str, subset: &str| -> Result<usize> {
         let doc = root(text)?;
@@ -368,6 +377,41 @@ fn apply_to_text(text: &str, index: usize, release: &Release, split: Split) -> R
     set_annotation(&text, &release.to_annotation())
 }
 
+/// Where the parts a move edits (the HTTP route, the metadata) hold a YAML
+/// anchor or alias: an edit there would change the nodes that share it.
+fn shared_node(doc: &Node, index: usize) -> Option<usize> {
+    let route = yamledit::find(
+        doc,
+        &[Step::Key("spec"), Step::Key("http"), Step::Index(index)],
+    );
+    let http = yamledit::find(doc, &[Step::Key("spec"), Step::Key("http")]);
+    let metadata = doc.get("metadata");
+    // An anchor on the whole list or the metadata shares them too.
+    let own = |n: Option<&Node>| match n {
+        Some(Node::Seq { anchored, .. } | Node::Map { anchored, .. }) => *anchored,
+        Some(Node::Alias { range }) => Some(range.start),
+        _ => None,
+    };
+    own(http)
+        .or_else(|| route.and_then(Node::shared))
+        .or_else(|| metadata.and_then(Node::shared))
+}
+
+/// An edit refused because the text it would change is shared through a
+/// YAML anchor (`&name`) or alias (`*name`), at byte `at` of the document.
+#[derive(Debug)]
+struct Shared {
+    at: usize,
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML anchor or alias")
+    }
+}
+
+impl std::error::Error for Shared {}
+
 /// Set [`ANNOTATION`] to `value` in the document's `metadata.annotations`.
 fn set_annotation(text: &str, value: &str) -> Result<String> {
     let quoted = yamledit::single_quoted(value);
@@ -379,14 +423,19 @@ fn set_annotation(text: &str, value: &str) -> Result<String> {
         Some(annotations @ Node::Map { .. }) => match annotations.get(ANNOTATION) {
             Some(old @ Node::Scalar { .. }) => Ok(yamledit::splice(text, old.range(), &quoted)),
             Some(_) => bail!("metadata.annotations.{ANNOTATION} is not a string"),
-            None => yamledit::insert_entry(text, annotations, ANNOTATION, &quoted),
+            None => yamledit::insert_entry(
+                text,
+                annotations,
+                ANNOTATION,
+                &yamledit::Value::Scalar(quoted),
+            ),
         },
         Some(_) => bail!("metadata.annotations is not a mapping"),
         None => yamledit::insert_entry(
             text,
             metadata,
             "annotations",
-            &format!("\n  {ANNOTATION}: {quoted}"),
+            &yamledit::Value::Map(vec![(ANNOTATION.to_string(), quoted)]),
         ),
     }
 }
@@ -397,6 +446,7 @@ fn set_annotation(text: &str, value: &str) -> Result<String> {
 pub fn edit_document(
     chunk: &str,
     file: &std::path::Path,
+    first_line: usize,
     index: usize,
     release: &Release,
     split: Split,
@@ -419,18 +469,33 @@ pub fn edit_document(
     };
     let before = parse(chunk)?;
     let expected = apply_to_object(&before, index, release, split)?;
-    let edited = apply_to_text(chunk, index, release, split).with_context(|| {
+    let edited = match apply_to_text(chunk, index, release, split) {
+        Ok(edited) => edited,
+        Err(e) => {
+            if let Some(Shared { at }) = e.downcast_ref::<Shared>() {
+                bail!(
+                    "{}:{}: HTTP route {} (or the metadata) uses a YAML anchor or alias, so editing its weights would change the nodes that share it; write it out in full without `&`/`*` and run again",
+                    file.display(),
+                    first_line + yamledit::line_of(chunk, *at) - 1,
+                    release.route
+                );
+            }
+            return Err(e.context(format!(
+                "{}:{first_line}: cannot edit the weights of HTTP route {} in place; set them by hand",
+                file.display(),
+                release.route
+            )));
+        }
+    };
+    let after = parse(&edited).with_context(|| {
         format!(
-            "{}: cannot edit the weights of HTTP route {} in place; set them by hand",
-            file.display(),
-            release.route
+            "{}:{first_line}: the edited document does not parse (nothing was written)",
+            file.display()
         )
     })?;
-    let after = parse(&edited)
-        .with_context(|| format!("{}: the edited document does not parse", file.display()))?;
     if !same(&after, &expected) {
         bail!(
-            "{}: editing HTTP route {} in place would change more than its weights (anchors or an unusual layout?); set them by hand",
+            "{}:{first_line}: editing HTTP route {} in place would change more than its weights (an unusual layout?); set them by hand",
             file.display(),
             release.route
         );
@@ -499,7 +564,7 @@ mod tests {
         )
         .replace("      weight: 20", "      weight: 20 # the canary");
         let r = release("v1", "v2", "http[0]", 2);
-        let out = edit_document(&text, &file(), 0, &r, Split::Canary(25)).unwrap();
+        let out = edit_document(&text, &file(), 1, 0, &r, Split::Canary(25)).unwrap();
         let (added, removed) = changed_lines(&text, &out);
         assert_eq!(
             added,
@@ -528,7 +593,7 @@ mod tests {
 
         // A second move replaces the annotation in place.
         let r3 = Release { step: 3, ..r };
-        let again = edit_document(&out, &file(), 0, &r3, Split::Canary(50)).unwrap();
+        let again = edit_document(&out, &file(), 1, 0, &r3, Split::Canary(50)).unwrap();
         let (added, _) = changed_lines(&out, &again);
         assert_eq!(added.len(), 3, "{added:?}");
         assert_eq!(Release::of(&object(&again)).unwrap(), Some(r3));
@@ -540,7 +605,7 @@ mod tests {
         // of the stable destination with the other subset.
         let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  annotations:\n    team: a # keep me\nspec:\n  hosts:\n  - reviews\n  http:\n  - route:\n    - destination:\n        host: reviews # short name\n        subset: v1\n";
         let r = release("v1", "v2", "http[0]", 1);
-        let out = edit_document(text, &file(), 0, &r, Split::Canary(10)).unwrap();
+        let out = edit_document(text, &file(), 1, 0, &r, Split::Canary(10)).unwrap();
         let vs = object(&out);
         assert_eq!(
             destinations(&vs, 0),
@@ -561,7 +626,7 @@ mod tests {
             step: 4,
             ..r.clone()
         };
-        let done = edit_document(&out, &file(), 0, &promoted, Split::AllCanary).unwrap();
+        let done = edit_document(&out, &file(), 1, 0, &promoted, Split::AllCanary).unwrap();
         let vs = object(&done);
         assert_eq!(
             destinations(&vs, 0),
@@ -573,7 +638,7 @@ mod tests {
             phase: Phase::Aborted,
             ..r
         };
-        let back = edit_document(&out, &file(), 0, &aborted, Split::AllStable).unwrap();
+        let back = edit_document(&out, &file(), 1, 0, &aborted, Split::AllStable).unwrap();
         let vs = object(&back);
         assert_eq!(
             destinations(&vs, 0),
@@ -600,7 +665,7 @@ mod tests {
         assert_eq!(index, 1);
         check_route(&vs, index, "v3", "v2").unwrap();
         let r = release("v3", "v2", "http[1]", 1);
-        let out = edit_document(&text, &file(), index, &r, Split::Canary(10)).unwrap();
+        let out = edit_document(&text, &file(), 1, index, &r, Split::Canary(10)).unwrap();
         // The first route, its comment included, is byte for byte the same.
         let first =
             |t: &str| t[t.find("  # jason").unwrap()..t.find("  - route:").unwrap()].to_string();
@@ -624,7 +689,7 @@ mod tests {
         let chunks = crate::objects::split_documents(&text);
         assert_eq!(chunks.len(), 2);
         let r = release("v1", "v2", "http[0]", 3);
-        let edited = edit_document(&chunks[1], &file(), 0, &r, Split::Canary(50)).unwrap();
+        let edited = edit_document(&chunks[1], &file(), 1, 0, &r, Split::Canary(50)).unwrap();
         let whole = format!("{}{edited}", chunks[0]);
         assert!(whole.starts_with(&dr), "the DestinationRule changed");
         assert!(edited.starts_with("---\n# the route\n"), "{edited}");
@@ -657,7 +722,13 @@ mod tests {
         // the other, so the edit is refused.
         let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\nspec:\n  hosts: [r]\n  http:\n  - route: &dests\n    - destination: {host: r, subset: v1}\n      weight: 100\n  - route: *dests\n";
         let r = release("v1", "v2", "http[0]", 1);
-        assert!(edit_document(text, &file(), 0, &r, Split::Canary(10)).is_err());
+        let error = edit_document(text, &file(), 3, 0, &r, Split::Canary(10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("namespaces/team-a/vs.yaml:10: HTTP route http[0] (or the metadata) uses a YAML anchor or alias"),
+            "{error}"
+        );
     }
 
     #[test]

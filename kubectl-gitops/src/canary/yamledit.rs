@@ -21,16 +21,21 @@ pub enum Node {
         value: String,
         /// The scalar's text, quotes included.
         range: Range<usize>,
+        /// Where its anchor (`&name`) is, when it has one: aliases
+        /// elsewhere share it.
+        anchored: Option<usize>,
     },
     Seq {
         items: Vec<Node>,
         range: Range<usize>,
         flow: bool,
+        anchored: Option<usize>,
     },
     Map {
         entries: Vec<(Node, Node)>,
         range: Range<usize>,
         flow: bool,
+        anchored: Option<usize>,
     },
     /// An alias (`*name`): never edited through.
     Alias { range: Range<usize> },
@@ -73,25 +78,68 @@ impl Node {
             _ => None,
         }
     }
+
+    /// Where the first anchor (`&name`) or alias (`*name`) in this node is,
+    /// itself included: text shared with other nodes, which an edit made
+    /// here would change there too.
+    pub fn shared(&self) -> Option<usize> {
+        match self {
+            Node::Alias { range } => Some(range.start),
+            Node::Scalar { anchored, .. } => *anchored,
+            Node::Seq {
+                items, anchored, ..
+            } => anchored.or_else(|| items.iter().find_map(Node::shared)),
+            Node::Map {
+                entries, anchored, ..
+            } => anchored.or_else(|| {
+                entries
+                    .iter()
+                    .find_map(|(k, v)| k.shared().or_else(|| v.shared()))
+            }),
+        }
+    }
+}
+
+/// The line break `text` uses: `\r\n` when its first line ends so, else `\n`.
+pub fn newline(text: &str) -> &'static str {
+    match text.find('\n') {
+        Some(i) if i > 0 && text.as_bytes()[i - 1] == b'\r' => "\r\n",
+        _ => "\n",
+    }
+}
+
+/// The 1-based line of byte `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
 }
 
 /// The document in `text` (one YAML document; comments and markers around
 /// it are fine) as a node tree; `None` for an empty document.
 pub fn parse(text: &str) -> Result<Option<Node>> {
-    let mut events = Vec::new();
-    for next in Parser::new_from_str(text) {
+    let mut events: Vec<Located> = Vec::new();
+    let options = granit_parser::options! { emit_anchor_events: true };
+    for next in Parser::new_from_str_with_options(text, options) {
         let (event, span) = next.map_err(|e| anyhow!("{e}"))?;
         let range = span
             .byte_range()
             .ok_or_else(|| anyhow!("the YAML parser gave no byte offsets"))?;
         match event {
             Event::StreamEnd => break,
+            // right after the node it anchors: where the `&name` is
+            Event::Anchor(..) => {
+                if let Some(last) = events.last_mut() {
+                    last.anchor = Some(range.start);
+                }
+            }
             Event::StreamStart
             | Event::DocumentStart(..)
             | Event::DocumentEnd
-            | Event::Comment(..)
-            | Event::Anchor(..) => {}
-            other => events.push((other, range)),
+            | Event::Comment(..) => {}
+            event => events.push(Located {
+                event,
+                range,
+                anchor: None,
+            }),
         }
     }
     let mut iter = events.into_iter().peekable();
@@ -105,23 +153,36 @@ pub fn parse(text: &str) -> Result<Option<Node>> {
     Ok(Some(node))
 }
 
+/// A parser event, where its text is, and where its anchor is, if any.
+struct Located<'a> {
+    event: Event<'a>,
+    range: Range<usize>,
+    anchor: Option<usize>,
+}
+
 /// Nesting limit while building; the loader refuses deeper documents anyway.
 const MAX_DEPTH: usize = 256;
 
 fn build<'a, I>(iter: &mut Peekable<I>, depth: usize) -> Result<Node>
 where
-    I: Iterator<Item = (Event<'a>, Range<usize>)>,
+    I: Iterator<Item = Located<'a>>,
 {
     if depth > MAX_DEPTH {
         bail!("the document nests deeper than {MAX_DEPTH} levels");
     }
-    let Some((event, range)) = iter.next() else {
+    let Some(Located {
+        event,
+        range,
+        anchor,
+    }) = iter.next()
+    else {
         bail!("the document ends in the middle of a node");
     };
     match event {
         Event::Scalar(value, ..) => Ok(Node::Scalar {
             value: value.into_owned(),
             range,
+            anchored: anchor,
         }),
         Event::Alias(_) | Event::UnresolvedAlias(_) => Ok(Node::Alias { range }),
         Event::SequenceStart(style, ..) => {
@@ -129,7 +190,11 @@ where
             let mut items = Vec::new();
             let end = loop {
                 match iter.peek() {
-                    Some((Event::SequenceEnd, r)) => {
+                    Some(Located {
+                        event: Event::SequenceEnd,
+                        range: r,
+                        ..
+                    }) => {
                         let r = r.clone();
                         iter.next();
                         break r.end;
@@ -139,14 +204,23 @@ where
                 }
             };
             let range = collection_range(flow, range, end, items.iter());
-            Ok(Node::Seq { items, range, flow })
+            Ok(Node::Seq {
+                items,
+                range,
+                flow,
+                anchored: anchor,
+            })
         }
         Event::MappingStart(style, ..) => {
             let flow = style == StructureStyle::Flow;
             let mut entries = Vec::new();
             let end = loop {
                 match iter.peek() {
-                    Some((Event::MappingEnd, r)) => {
+                    Some(Located {
+                        event: Event::MappingEnd,
+                        range: r,
+                        ..
+                    }) => {
                         let r = r.clone();
                         iter.next();
                         break r.end;
@@ -165,6 +239,7 @@ where
                 entries,
                 range,
                 flow,
+                anchored: anchor,
             })
         }
         _ => bail!("unexpected YAML event {event:?}"),
@@ -224,9 +299,14 @@ fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// The end of the line holding `at`, before its newline.
+/// The end of the line holding `at`, before its line break (`\n` or `\r\n`).
 fn line_end(text: &str, at: usize) -> usize {
-    text[at..].find('\n').map_or(text.len(), |i| at + i)
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    if end > at && text.as_bytes()[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    }
 }
 
 /// The column of `at` when only spaces (and a sequence's `- `) precede it
@@ -243,11 +323,12 @@ fn key_column(text: &str, at: usize) -> Result<usize> {
 /// `text` with `key: value` added as the last entry of `map`. `value` is
 /// YAML text for one line, or a nested block starting with a newline whose
 /// lines are indented relative to `key`.
-pub fn insert_entry(text: &str, map: &Node, key: &str, value: &str) -> Result<String> {
+pub fn insert_entry(text: &str, map: &Node, key: &str, value: &Value) -> Result<String> {
     let Node::Map {
         entries,
         range,
         flow,
+        ..
     } = map
     else {
         bail!("not a mapping");
@@ -256,7 +337,11 @@ pub fn insert_entry(text: &str, map: &Node, key: &str, value: &str) -> Result<St
         // `{a: 1}` -> `{a: 1, key: value}`; `{}` -> `{key: value}`.
         let close = range.end - 1;
         let sep = if entries.is_empty() { "" } else { ", " };
-        return Ok(splice(text, close..close, &format!("{sep}{key}: {value}")));
+        return Ok(splice(
+            text,
+            close..close,
+            &format!("{sep}{key}: {}", value.flow()),
+        ));
     }
     let Some((first, _)) = entries.first() else {
         bail!("cannot add to an empty block mapping");
@@ -264,20 +349,59 @@ pub fn insert_entry(text: &str, map: &Node, key: &str, value: &str) -> Result<St
     let indent = key_column(text, first.range().start)?;
     let end = range.end;
     let pad = " ".repeat(indent);
-    let line = match value.strip_prefix('\n') {
-        Some(block) => format!(
-            "{pad}{key}:\n{pad}{}",
-            block.replace('\n', &format!("\n{pad}"))
-        ),
-        None => format!("{pad}{key}: {value}"),
+    let nl = newline(text);
+    let line = match value {
+        Value::Scalar(v) => format!("{pad}{key}: {v}"),
+        Value::Map(entries) => {
+            // nested one level deeper, by the step the document indents by
+            let step = indent_step(text);
+            let mut out = format!("{pad}{key}:");
+            for (k, v) in entries {
+                out.push_str(&format!("{nl}{pad}{step}{k}: {v}"));
+            }
+            out
+        }
     };
     if end > 0 && text.as_bytes()[end - 1] == b'\n' {
         // The last value was a block scalar that took its newline along.
-        Ok(splice(text, end..end, &format!("{line}\n")))
+        Ok(splice(text, end..end, &format!("{line}{nl}")))
     } else {
         let at = line_end(text, end);
-        Ok(splice(text, at..at, &format!("\n{line}")))
+        Ok(splice(text, at..at, &format!("{nl}{line}")))
     }
+}
+
+/// A value to insert: a scalar's text, or a mapping of scalars' texts.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Scalar(String),
+    Map(Vec<(String, String)>),
+}
+
+impl Value {
+    /// In flow style: `1`, `{a: 1, b: 2}`.
+    fn flow(&self) -> String {
+        match self {
+            Value::Scalar(v) => v.clone(),
+            Value::Map(entries) => {
+                let inner: Vec<String> = entries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                format!("{{{}}}", inner.join(", "))
+            }
+        }
+    }
+}
+
+/// The indentation step of the document: the smallest indentation of a
+/// line that has one (two spaces when none does).
+fn indent_step(text: &str) -> String {
+    let step = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l.len() - l.trim_start_matches(' ').len())
+        .filter(|n| *n > 0)
+        .min()
+        .unwrap_or(2);
+    " ".repeat(step)
 }
 
 /// The text of item `index` of a block sequence, from the start of its `-`
@@ -292,7 +416,7 @@ fn block_item_lines(text: &str, item: &Node) -> Result<Range<usize>> {
     let end = if end > 0 && text.as_bytes()[end - 1] == b'\n' {
         end
     } else {
-        (line_end(text, end) + 1).min(text.len())
+        text[end..].find('\n').map_or(text.len(), |i| end + i + 1)
     };
     Ok(line_start(text, start)..end)
 }
@@ -311,7 +435,7 @@ pub fn duplicate_item(text: &str, seq: &Node, index: usize) -> Result<String> {
     let lines = block_item_lines(text, item)?;
     let mut copy = text[lines.clone()].to_string();
     if !copy.ends_with('\n') {
-        copy.insert(0, '\n');
+        copy.insert_str(0, newline(text));
     }
     Ok(splice(text, lines.end..lines.end, &copy))
 }
@@ -335,6 +459,29 @@ pub fn remove_item(text: &str, seq: &Node, index: usize) -> Result<String> {
     }
     let lines = block_item_lines(text, item)?;
     Ok(splice(text, lines, ""))
+}
+
+/// `value` as a scalar written like `original` (a scalar's text): in the
+/// same quotes, or plain when it was plain and `value` reads back as the
+/// same string.
+pub fn scalar_like(original: &str, value: &str) -> String {
+    let plain = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !matches!(
+            value.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    match original.chars().next() {
+        Some('"') => serde_json::to_string(value).expect("a string serializes"),
+        Some('\'') => single_quoted(value),
+        _ if plain => value.to_string(),
+        _ => single_quoted(value),
+    }
 }
 
 /// A string as a YAML single-quoted scalar (`'` doubled), which keeps any
@@ -369,7 +516,7 @@ mod tests {
         let text = "m:\n  - x: 1 # keep\n    y: 2\n  - z: 3\nafter: 1\n";
         let r = root(text);
         let item = find(&r, &[Step::Key("m"), Step::Index(0)]).unwrap();
-        let out = insert_entry(text, item, "w", "9").unwrap();
+        let out = insert_entry(text, item, "w", &Value::Scalar("9".into())).unwrap();
         assert_eq!(
             out,
             "m:\n  - x: 1 # keep\n    y: 2\n    w: 9\n  - z: 3\nafter: 1\n"
@@ -377,8 +524,20 @@ mod tests {
         let flow = "m: {a: 1}\n";
         let r = root(flow);
         assert_eq!(
-            insert_entry(flow, r.get("m").unwrap(), "b", "2").unwrap(),
+            insert_entry(flow, r.get("m").unwrap(), "b", &Value::Scalar("2".into())).unwrap(),
             "m: {a: 1, b: 2}\n"
+        );
+        let nested = Value::Map(vec![("k".into(), "'v'".into())]);
+        assert_eq!(
+            insert_entry(flow, r.get("m").unwrap(), "b", &nested).unwrap(),
+            "m: {a: 1, b: {k: 'v'}}\n"
+        );
+        // CRLF and a four-space document keep their line breaks and step
+        let crlf = "m:\r\n    a: 1\r\nz: 2\r\n";
+        let r = root(crlf);
+        assert_eq!(
+            insert_entry(crlf, r.get("m").unwrap(), "b", &nested).unwrap(),
+            "m:\r\n    a: 1\r\n    b:\r\n        k: 'v'\r\nz: 2\r\n"
         );
     }
 
@@ -395,6 +554,30 @@ mod tests {
         let r = root(&twice);
         let once = remove_item(&twice, r.get("s").unwrap(), 2).unwrap();
         assert_eq!(once, "s:\n# above\n- a: 1\n  b: 2\n- a: 1\n  b: 2\n");
+    }
+
+    #[test]
+    fn crlf_items_are_copied_and_removed_whole() {
+        let text = "s:\r\n- a: 1\r\n  b: 2\r\n- c: 3\r\n";
+        let r = root(text);
+        let twice = duplicate_item(text, r.get("s").unwrap(), 1).unwrap();
+        assert_eq!(twice, "s:\r\n- a: 1\r\n  b: 2\r\n- c: 3\r\n- c: 3\r\n");
+        let r = root(&twice);
+        assert_eq!(
+            remove_item(&twice, r.get("s").unwrap(), 0).unwrap(),
+            "s:\r\n- c: 3\r\n- c: 3\r\n"
+        );
+    }
+
+    #[test]
+    fn anchors_and_aliases_are_found() {
+        let text = "a: &x {b: 1}\nc: *x\nd: [1, &y 2]\ne: {f: 1}\n";
+        let r = root(text);
+        assert_eq!(r.get("a").unwrap().shared(), Some(3)); // &x
+        assert_eq!(r.get("c").unwrap().shared(), Some(16)); // *x
+        assert_eq!(r.get("d").unwrap().shared(), Some(26)); // &y
+        assert_eq!(r.get("e").unwrap().shared(), None);
+        assert_eq!(line_of(text, 16), 2);
     }
 
     #[test]
