@@ -56,6 +56,33 @@ impl World {
     /// Bookinfo's reviews (all traffic on v1) and its DestinationRule,
     /// committed with the plugin and applied by the agent.
     fn new() -> World {
+        Self::build(false)
+    }
+
+    /// [`World::new`] with a bare remote that the branch tracks (pushed
+    /// with `kubectl gitops push`, upstream set as `git push -u` does) and
+    /// git-sync following the remote, not the working repo: the usual case.
+    fn with_remote() -> World {
+        Self::build(true)
+    }
+
+    fn remote(&self) -> PathBuf {
+        self.dir.tmp("remote.git")
+    }
+
+    /// The commit the remote's main points at.
+    fn remote_main(&self) -> String {
+        self.dir
+            .git_in(&self.remote(), &["rev-parse", "main"])
+            .trim()
+            .to_string()
+    }
+
+    fn head(&self) -> String {
+        self.dir.git(&["rev-parse", "HEAD"]).trim().to_string()
+    }
+
+    fn build(remote: bool) -> World {
         let cluster =
             TestCluster::start().expect("the test cluster (scripts/test-cluster.sh build)");
         let dir = Dir::new();
@@ -69,8 +96,21 @@ impl World {
             .args(["commit", "-m", "bookinfo: all traffic on v1"])
             .ok();
 
+        let followed = if remote {
+            let bare = dir.tmp("remote.git");
+            dir.git_in(
+                &dir.tmp(""),
+                &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+            );
+            dir.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
+            dir.kg().arg("push").ok();
+            dir.git(&["branch", "-q", "--set-upstream-to=origin/main"]);
+            bare
+        } else {
+            dir.repo.clone()
+        };
         let gitsync = GitSync::new().unwrap();
-        let follower = gitsync.follow(&dir.repo);
+        let follower = gitsync.follow(&followed);
         let agent_log = dir.tmp("agent.log");
 
         let config = runtime().block_on(cluster.config()).unwrap();
@@ -245,16 +285,27 @@ fn healthy_release_walks_every_step_to_promotion() {
     );
 }
 
+/// With the branch tracking the remote the agents read, `run` pushes every
+/// move without `--push`: the rollback reaches the cluster.
 #[test]
 fn failing_canary_is_rolled_back_after_the_threshold() {
-    let w = World::new();
+    let w = World::with_remote();
     w.sim.set_error_rate("v2", 0.3);
-    w.kg()
+    let start = w
+        .kg()
         .args([
             "canary", "start", "reviews", "--stable", "v1", "--canary", "v2",
         ])
         .ok();
+    assert!(start.contains("committed, not pushed"), "{start}");
     let run = w.run(&["--threshold", "2"]).expect(1);
+    assert_eq!(w.remote_main(), w.head(), "the rollback was pushed");
+    assert!(
+        run.stdout
+            .contains("reviews: rolled back to v1 after 2 failed checks"),
+        "{}",
+        run.stdout
+    );
     let failed = lines_with(&run, "success-rate=");
     assert_eq!(failed.len(), 2, "{}", run.stdout);
     assert!(
@@ -274,6 +325,72 @@ fn failing_canary_is_rolled_back_after_the_threshold() {
     // The cluster ends at 100% stable.
     w.wait_live(&[("v1", 100)]);
     assert!(!subjects.iter().any(|s| s.contains("promote")));
+}
+
+/// A rollback the remote refuses is not reported as done: exit 2, "NOT
+/// live" first, the commit kept; once the remote takes pushes again, `run`
+/// again pushes it and waits for the agent. Before any of it, a Prometheus
+/// that cannot be reached stops `run` before its first move.
+#[test]
+fn a_rollback_that_cannot_be_pushed_is_not_live_and_run_again_finishes_it() {
+    let w = World::with_remote();
+    w.kg()
+        .args([
+            "canary", "start", "reviews", "--stable", "v1", "--canary", "v2", "--push",
+        ])
+        .ok();
+    w.wait_live(&[("v1", 90), ("v2", 10)]);
+    let started = w.head();
+    assert_eq!(w.remote_main(), started);
+
+    // Prometheus cannot be reached: nothing is committed, nothing pushed.
+    let run = w
+        .kg()
+        .args(["canary", "run", "reviews", "--interval", "1s"])
+        .args(["--prometheus", "http://127.0.0.1:1"])
+        .expect(2);
+    assert!(
+        run.stderr.contains("is unreachable") && run.stderr.contains("nothing was committed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.head(), started);
+    assert_eq!(w.remote_main(), started);
+
+    // The remote refuses every push (a pre-receive hook).
+    let hook = w.remote().join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n").unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", hook.to_str().unwrap()])
+        .status()
+        .unwrap();
+    w.sim.set_error_rate("v2", 0.3);
+    let run = w.run(&["--threshold", "1"]).expect(2);
+    assert!(
+        run.stderr
+            .starts_with("error: the rollback of reviews to v1 is NOT live: it was committed, but the push failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("pushes are frozen"), "{}", run.stderr);
+    assert!(!run.stdout.contains("rolled back to"), "{}", run.stdout);
+    let kept = w.head();
+    assert_ne!(kept, started);
+    assert!(w.subjects().last().unwrap().contains("roll back to v1"));
+    assert_eq!(w.remote_main(), started);
+    w.wait_live(&[("v1", 90), ("v2", 10)]);
+
+    // The remote takes pushes again: run again finishes the rollback.
+    std::fs::remove_file(&hook).unwrap();
+    let run = w.run(&[]).expect(1);
+    assert!(
+        run.stdout.contains("was rolled back (100% to v1), live"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.head(), kept, "no second rollback commit");
+    assert_eq!(w.remote_main(), kept);
+    w.wait_live(&[("v1", 100)]);
 }
 
 #[test]

@@ -23,7 +23,8 @@ use crate::{
     Status,
     cluster::{Cluster, block_on},
     cmd::canary::{
-        CommitArgs, MoveKind, POLL, commit_and_report, next, open, running, subsets_rule, weights,
+        CommitArgs, MoveKind, POLL, commit_only, next, open, publish, running, subsets_rule,
+        weights,
     },
     context::Context,
     git::Repo,
@@ -71,6 +72,10 @@ pub struct RunArgs {
     pub name: String,
     #[command(flatten)]
     pub commit: CommitArgs,
+    /// Leave every move only local, even when the branch tracks a remote
+    /// (by default each move is pushed there, since the agents read it)
+    #[arg(long, conflicts_with = "push")]
+    pub no_push: bool,
 }
 
 /// Progress for a person: a live line on a terminal, plain lines otherwise.
@@ -173,22 +178,36 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Whether moves are pushed: `--push`, or the branch tracks a remote
+    /// (the agents read it) and `--no-push` was not given.
+    fn pushes(&self, repo: &Repo) -> bool {
+        self.args.commit.push || (!self.args.no_push && repo.upstream().is_some())
+    }
+
     async fn drive(&self) -> Result<Status> {
         let args = self.args;
+        let mut asked_prometheus = false;
         loop {
             // Git is the state: read it afresh before every decision.
             let (repo, _, vs) = open(self.ctx, &args.vs)?;
             let release = match vs.release()? {
                 Some(r) if r.phase == Phase::Promoted => {
+                    // a promotion an earlier run could not make live: again
+                    let index = route_index(&vs.object, Some(&r.route))?;
+                    let what = format!("the promotion of {} to {}", vs.name, r.canary);
+                    self.make_live(&repo, &vs, index, &what).await?;
                     self.display.line(&format!(
-                        "{}: {} is promoted (100% of route {})",
+                        "{}: {} is promoted (100% of route {}), live",
                         vs.name, r.canary, r.route
                     ));
                     return Ok(Status::Ok);
                 }
                 Some(r) if r.phase == Phase::Aborted => {
+                    let index = route_index(&vs.object, Some(&r.route))?;
+                    let what = format!("the rollback of {} to {}", vs.name, r.stable);
+                    self.make_live(&repo, &vs, index, &what).await?;
                     self.display.line(&format!(
-                        "{}: the release of {} was rolled back (100% to {})",
+                        "{}: the release of {} was rolled back (100% to {}), live",
                         vs.name, r.canary, r.stable
                     ));
                     return Ok(Status::Differences);
@@ -197,6 +216,17 @@ impl Driver<'_> {
             };
             let index = route_index(&vs.object, Some(&release.route))?;
             vs.check_clean(&repo)?;
+            if !asked_prometheus {
+                // Before any move: a run that cannot judge must not move.
+                if let Err(e) = self.prometheus.query("1").await {
+                    bail!("{e:#}; nothing was committed: check --prometheus and run again");
+                }
+                asked_prometheus = true;
+            }
+            // A step an earlier run committed but could not push.
+            if self.pushes(&repo) && !repo.upstream_has_head() {
+                publish(&repo, true)?;
+            }
             let scope = self.scope(&vs, index, &release)?;
             let label = format!(
                 "{} step {} ({}% to {})",
@@ -260,12 +290,11 @@ impl Driver<'_> {
                 split,
                 checks: verdicts.iter().map(ToString::to_string).collect(),
             };
-            let id = commit_and_report(&repo, &vs, index, &m, &args.commit)?;
+            commit_only(&repo, &vs, index, &m)?;
             if kind == MoveKind::Promote {
                 let (repo, _, vs) = open(self.ctx, &args.vs)?;
-                let commit = vs.last_commit(&repo)?.unwrap_or(id);
-                let label = format!("{} promotion", vs.name);
-                self.wait_applied(&repo, &vs, index, commit, &label).await?;
+                let what = format!("the promotion of {} to {}", vs.name, moved.canary);
+                self.make_live(&repo, &vs, index, &what).await?;
                 self.display.line(&format!(
                     "{}: {} promoted, 100% of route {}",
                     vs.name, moved.canary, moved.route
@@ -293,19 +322,40 @@ impl Driver<'_> {
             split,
             checks: verdicts.iter().map(ToString::to_string).collect(),
         };
-        commit_and_report(repo, vs, index, &m, &self.args.commit)?;
+        commit_only(repo, vs, index, &m)?;
         let (repo, _, vs) = open(self.ctx, &self.args.vs)?;
-        if let Some(commit) = vs.last_commit(&repo)? {
-            let label = format!("{} rollback", vs.name);
-            if let Err(e) = self.wait_applied(&repo, &vs, index, commit, &label).await {
-                self.display.line(&format!("warning: {e:#}"));
-            }
-        }
+        let what = format!("the rollback of {} to {}", vs.name, moved.stable);
+        self.make_live(&repo, &vs, index, &what).await?;
         self.display.line(&format!(
             "{}: rolled back to {} after {} failed checks",
             vs.name, moved.stable, self.args.threshold
         ));
         Ok(Status::Differences)
+    }
+
+    /// Push the last move (when moves are pushed) and wait until the agent
+    /// has applied it. Either failing is an error that says first that
+    /// `what` is NOT live; the commit stays, and `run` again retries.
+    async fn make_live(&self, repo: &Repo, vs: &VsFile, index: usize, what: &str) -> Result<()> {
+        let commit = vs
+            .last_commit(repo)?
+            .ok_or_else(|| anyhow!("{} is not committed yet", vs.rel))?;
+        let again = format!(
+            "the commit {} is kept: run `kubectl gitops -n {} canary run {}` again to retry",
+            short(commit),
+            vs.namespace,
+            vs.name
+        );
+        if self.pushes(repo)
+            && !repo.upstream_has_head()
+            && let Err(e) = publish(repo, true)
+        {
+            bail!("{what} is NOT live: it was committed, but the push failed: {e:#}; {again}");
+        }
+        if let Err(e) = self.wait_applied(repo, vs, index, commit, what).await {
+            bail!("{what} is NOT live: {e:#}; {again}");
+        }
+        Ok(())
     }
 
     /// Who the checks look at: the canary subset's `version` label (from

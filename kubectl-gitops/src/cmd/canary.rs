@@ -333,6 +333,18 @@ pub(crate) fn commit_and_report(
     m: &Move<'_>,
     commit: &CommitArgs,
 ) -> Result<git2::Oid> {
+    let id = commit_only(repo, vs, index, m)?;
+    publish(repo, commit.push)?;
+    Ok(id)
+}
+
+/// Commit a move and show it, as git does (`[main 1a2b3c4d5e6f] subject`).
+pub(crate) fn commit_only(
+    repo: &Repo,
+    vs: &VsFile,
+    index: usize,
+    m: &Move<'_>,
+) -> Result<git2::Oid> {
     let id = commit_move(repo, vs, index, m)?;
     let branch = repo.branch().unwrap_or_else(|| "HEAD".into());
     output::print(&format!(
@@ -340,11 +352,25 @@ pub(crate) fn commit_and_report(
         &id.to_string()[..12],
         m.subject
     ))?;
-    if commit.push {
-        let outcome = repo.push(None, 5)?;
-        output::print(&super::push::report(&outcome))?;
-    }
     Ok(id)
+}
+
+/// Push HEAD when `push` (through `push`'s rebase and retry); otherwise, in
+/// a branch that tracks a remote, say that the move is only local: the
+/// agents read the remote, so nothing changed in the cluster.
+pub(crate) fn publish(repo: &Repo, push: bool) -> Result<()> {
+    if push {
+        let outcome = repo.push(None, 5)?;
+        return output::print(&super::push::report(&outcome));
+    }
+    if let Some(upstream) = repo.upstream()
+        && !repo.upstream_has_head()
+    {
+        output::print(&format!(
+            "committed, not pushed: the agents read {upstream}, so nothing changes in the cluster until `kubectl gitops push` (or --push)\n"
+        ))?;
+    }
+    Ok(())
 }
 
 /// What `canary status` shows.

@@ -170,6 +170,32 @@ impl Repo {
         target.strip_prefix("refs/heads/").map(str::to_string)
     }
 
+    /// The remote branch HEAD's branch tracks (`branch.<b>.remote`), as
+    /// `remote/branch`; `None` without one.
+    pub fn upstream(&self) -> Option<String> {
+        let branch = self.branch()?;
+        let config = self.repo.config().ok()?;
+        let remote = config.get_string(&format!("branch.{branch}.remote")).ok()?;
+        let merge = config
+            .get_string(&format!("branch.{branch}.merge"))
+            .unwrap_or_else(|_| format!("refs/heads/{branch}"));
+        Some(format!(
+            "{remote}/{}",
+            merge.trim_start_matches("refs/heads/")
+        ))
+    }
+
+    /// Whether HEAD is the commit the remote-tracking branch of the upstream
+    /// last showed (nothing of ours to push, as far as this repo knows).
+    pub fn upstream_has_head(&self) -> bool {
+        let (Some(upstream), Ok(Some(head))) = (self.upstream(), self.head_id()) else {
+            return false;
+        };
+        self.repo
+            .refname_to_id(&format!("refs/remotes/{upstream}"))
+            .is_ok_and(|id| id == head)
+    }
+
     /// The tree of HEAD, `None` in a repository without commits.
     pub fn head_tree_id(&self) -> Result<Option<Oid>> {
         match self.head_id()? {

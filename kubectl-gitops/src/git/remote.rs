@@ -178,8 +178,21 @@ impl Repo {
         if is_behind(&said) {
             Err(PushError::Rejected(why))
         } else {
+            // What the server's hooks said (`remote: ...`) is the reason a
+            // person needs.
+            let server: Vec<&str> = said
+                .lines()
+                .filter_map(|l| l.strip_prefix("remote:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let server = if server.is_empty() {
+                String::new()
+            } else {
+                format!(" (the server said: {})", redact(&server.join("; ")))
+            };
             Err(PushError::Other(anyhow!(
-                "{remote_name} refused the push: {why}; nothing was pushed"
+                "{remote_name} refused the push: {why}{server}; nothing was pushed"
             )))
         }
     }
