@@ -31,6 +31,18 @@ fn release(step: usize) -> Release {
     }
 }
 
+/// `start` (10% to v2) on `text`, the document at `first_line` of `file`.
+fn start(text: &str, file: &str, first_line: usize) -> anyhow::Result<String> {
+    edit_document(
+        text,
+        Path::new(file),
+        first_line,
+        0,
+        &release(1),
+        Split::Canary(10),
+    )
+}
+
 /// The moves of a release, each from the text the one before left:
 /// start, step, promote; and start, abort (the rollback of `canary run`).
 fn moves() -> Vec<Vec<(Release, Split)>> {
@@ -144,15 +156,7 @@ fn the_other_documents_of_the_file_stay_byte_for_byte() {
         let file = format!("{dr}---\n{FLOW}").replace('\n', nl);
         let chunks = split_documents(&file);
         assert_eq!(chunks.len(), 2);
-        let edited = edit_document(
-            &chunks[1],
-            Path::new("vs.yaml"),
-            1 + chunks[0].matches('\n').count(),
-            0,
-            &release(1),
-            Split::Canary(10),
-        )
-        .unwrap();
+        let edited = start(&chunks[1], "vs.yaml", 1 + chunks[0].matches('\n').count()).unwrap();
         let whole = format!("{}{edited}", chunks[0]);
         assert!(whole.starts_with(&chunks[0]));
         let docs = parse_str(&whole, Path::new("both.yaml"), &Default::default()).unwrap();
@@ -171,16 +175,7 @@ fn the_other_documents_of_the_file_stay_byte_for_byte() {
 #[test]
 fn shared_anchors_are_refused_with_their_line() {
     let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route: &dests\n    - destination: {host: r, subset: v1}\n  - route: *dests\n";
-    let error = edit_document(
-        text,
-        Path::new("ns/vs.yaml"),
-        5,
-        0,
-        &release(1),
-        Split::Canary(10),
-    )
-    .unwrap_err()
-    .to_string();
+    let error = start(text, "ns/vs.yaml", 5).unwrap_err().to_string();
     assert!(
         error.starts_with(
             "ns/vs.yaml:11: HTTP route http[0] (or the metadata) uses a YAML anchor or alias"
@@ -189,16 +184,7 @@ fn shared_anchors_are_refused_with_their_line() {
     );
     // an alias inside the route, pointing elsewhere, likewise
     let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nx-host: &h r\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: *h, subset: v1}\n";
-    let error = edit_document(
-        text,
-        Path::new("vs.yaml"),
-        1,
-        0,
-        &release(1),
-        Split::Canary(10),
-    )
-    .unwrap_err()
-    .to_string();
+    let error = start(text, "vs.yaml", 1).unwrap_err().to_string();
     assert!(error.starts_with("vs.yaml:9: "), "{error}");
 }
 
@@ -501,7 +487,7 @@ mod generated {
             every_move_is_exact(&format!("{printer:?}"), &text);
             // the canary's copy of a quoted subset is quoted the same way
             if printer.quote_values && vs.first.len() == 1 {
-                let edited = edit_document(&text, Path::new("vs.yaml"), 1, 0, &release(1), Split::Canary(10)).unwrap();
+                let edited = start(&text, "vs.yaml", 1).unwrap();
                 prop_assert!(edited.contains("'v2'"), "{}", edited);
             }
         }
