@@ -41,8 +41,14 @@ section "test API server (scripts/test-cluster.sh build)"
 bash scripts/test-cluster.sh build
 
 section "tests"
+# Every test cluster appends what its agents used to this log; rbac-check
+# judges the shipped Role against it below, so it starts empty.
+rm -f target/reliability/agent-permissions.log
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi
+
+section "the agent's Role against what the agents used (rbac-check)"
+cargo run -q -p gitops-tests --bin rbac-check

@@ -479,6 +479,8 @@ impl Drop for TestCluster {
                 Ok(events) => {
                     let report = crate::scope::check(&events);
                     report.record();
+                    // what the agents needed, for the Role (rbac-check)
+                    crate::rbac::record(&crate::rbac::used(&events));
                     violations = report.violations;
                 }
                 Err(e) => violations.push(format!("the audit log is unreadable: {e:#}")),

@@ -12,6 +12,7 @@ pub mod gitsync;
 pub mod mesh;
 pub mod prometheus;
 pub mod proxy;
+pub mod rbac;
 pub mod scope;
 
 pub use cluster::{AuditEvent, AuditObjectRef, TestCluster};

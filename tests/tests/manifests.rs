@@ -103,6 +103,185 @@ fn sidecar_component_adds_both_containers_to_a_labelled_deployment() {
     container(deploy, "pause");
     assert!(args(container(deploy, "git-sync")).contains(&"--link=current"));
     assert!(args(container(deploy, "sync-agent")).contains(&"--repo=/git"));
+    // the application's ServiceAccount is given nothing: the agent reads
+    // its own token, git-sync sees an empty folder where a token would be
+    let pod = &deploy.object["spec"]["template"]["spec"];
+    assert!(pod["serviceAccountName"].is_null(), "{pod}");
+    assert!(
+        !objects
+            .iter()
+            .any(|m| m.kind == "RoleBinding" && m.object["subjects"][0]["name"] != "sync-agent")
+    );
+    let volume = |c: &serde_json::Value| -> serde_json::Value {
+        let name =
+            mount_at(c, SERVICE_ACCOUNT_PATH).expect("a mount at the token path")["name"].clone();
+        volumes(deploy)
+            .into_iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let agent = volume(container(deploy, "sync-agent"));
+    assert_eq!(agent["secret"]["secretName"], "sync-agent-token", "{agent}");
+    let token = objects.iter().find(|m| m.kind == "Secret").unwrap();
+    assert_eq!(token.object["type"], "kubernetes.io/service-account-token");
+    assert_eq!(
+        token.object["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+        "sync-agent"
+    );
+    let git_sync = volume(container(deploy, "git-sync"));
+    assert!(git_sync["emptyDir"].is_object(), "{git_sync}");
+    for name in ["git-sync", "sync-agent"] {
+        hardened(container(deploy, name), pod);
+    }
+    every_empty_dir_has_a_size_limit(deploy);
+}
+
+const SERVICE_ACCOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn volumes(deploy: &Manifest) -> Vec<&serde_json::Value> {
+    deploy.object["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .collect()
+}
+
+fn mount_at<'a>(c: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    c["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["mountPath"] == path)
+}
+
+/// Non-root, no privilege escalation, no capabilities, a read-only root,
+/// the RuntimeDefault seccomp profile (the container's or the pod's), and
+/// memory requested and limited.
+fn hardened(c: &serde_json::Value, pod: &serde_json::Value) {
+    let name = &c["name"];
+    let sc = &c["securityContext"];
+    let either = |field: &str| {
+        if sc[field].is_null() {
+            pod["securityContext"][field].clone()
+        } else {
+            sc[field].clone()
+        }
+    };
+    assert_eq!(either("runAsNonRoot"), true, "{name}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+    assert_eq!(
+        sc["capabilities"]["drop"],
+        serde_json::json!(["ALL"]),
+        "{name}"
+    );
+    assert_eq!(either("seccompProfile")["type"], "RuntimeDefault", "{name}");
+    assert!(c["resources"]["requests"]["memory"].is_string(), "{name}");
+    assert!(c["resources"]["limits"]["memory"].is_string(), "{name}");
+}
+
+fn every_empty_dir_has_a_size_limit(deploy: &Manifest) {
+    for v in volumes(deploy) {
+        if v["emptyDir"].is_object() {
+            assert!(v["emptyDir"]["sizeLimit"].is_string(), "{v}");
+        }
+    }
+}
+
+/// Issue 30: the shipped pod, as `kubectl kustomize manifests/agent` renders it.
+#[test]
+fn the_shipped_pod_is_safe_to_deploy() {
+    let objects = render("manifests/agent");
+    let deploy = objects.iter().find(|m| m.kind == "Deployment").unwrap();
+    let pod = &deploy.object["spec"]["template"]["spec"];
+    // no token in the pod but the agent's own, projected and rotated
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["serviceAccountName"], "sync-agent");
+    let git_sync = container(deploy, "git-sync");
+    let agent = container(deploy, "sync-agent");
+    assert!(mount_at(git_sync, SERVICE_ACCOUNT_PATH).is_none());
+    let token = mount_at(agent, SERVICE_ACCOUNT_PATH).expect("the agent's token");
+    let volume = volumes(deploy)
+        .into_iter()
+        .find(|v| v["name"] == token["name"])
+        .unwrap();
+    let sources = volume["projected"]["sources"]
+        .as_array()
+        .expect("projected");
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["serviceAccountToken"]["path"] == "token")
+    );
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["configMap"]["name"] == "kube-root-ca.crt")
+    );
+    // nothing else of a secret or token reaches git-sync
+    for m in git_sync["volumeMounts"].as_array().unwrap() {
+        let v = volumes(deploy)
+            .into_iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
+        assert!(v["secret"].is_null() && v["projected"].is_null(), "{v}");
+    }
+    // git-sync can write its gitconfig: a writable /tmp, HOME there
+    let tmp = mount_at(git_sync, "/tmp").expect("a /tmp for git-sync");
+    assert_ne!(tmp["readOnly"], true);
+    assert!(
+        git_sync["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "HOME" && e["value"] == "/tmp")
+    );
+    every_empty_dir_has_a_size_limit(deploy);
+    for c in [git_sync, agent] {
+        hardened(c, pod);
+    }
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() >= 30);
+    // the brake is never released by applying the manifests again
+    let gos = objects.iter().find(|m| m.kind == "GitOpsSync").unwrap();
+    assert!(
+        gos.object["spec"].get("suspend").is_none(),
+        "{}",
+        gos.object
+    );
+}
+
+/// Every kustomization under manifests/ renders with the real kubectl
+/// (components are rendered through the kustomizations that use them).
+#[test]
+fn every_kustomization_renders() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+    let mut found = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.file_name().is_some_and(|n| n == "kustomization.yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("\nkind: Component") {
+                    continue;
+                }
+                let rel = path
+                    .parent()
+                    .unwrap()
+                    .strip_prefix(root.parent().unwrap())
+                    .unwrap();
+                found.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.sort();
+    assert!(found.len() >= 3, "{found:?}");
+    for dir in &found {
+        assert!(!render(dir).is_empty(), "{dir} renders nothing");
+    }
 }
 
 #[test]
