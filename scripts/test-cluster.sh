@@ -249,6 +249,8 @@ cmd_build() {
         done
     fi
 
+    build_git_sync "$CACHE/root-${pkg_sha:0:16}"
+
     ln -sfn "$out" "$CACHE/bin/test-apiserver"
     ln -sfn "$etcd_root/usr/bin/etcd" "$CACHE/bin/etcd"
     ln -sfn "$prometheus_root/usr/bin/prometheus" "$CACHE/bin/prometheus"
@@ -262,8 +264,45 @@ cmd_build() {
     print_binaries
 }
 
+# The real git-sync v4, from the source tarball (with its vendored modules)
+# in ../shared/testdata/git-sync, built with the Go toolchain of the unpacked
+# root; cached by the tarball's hash. The tests of the shipped pod run it.
+build_git_sync() {
+    local root=$1 tarball
+    tarball=$(find "$REPO/../shared/testdata/git-sync" -maxdepth 1 -name 'git-sync-src-*.tar.gz' 2>/dev/null | sort | tail -n1)
+    [[ -n $tarball ]] || die "no git-sync source in $REPO/../shared/testdata/git-sync"
+    local out
+    out=$CACHE/git-sync-$(sha <"$tarball" | cut -c1-16)/git-sync
+    if [[ ! -x $out ]]; then
+        begin_step "build git-sync"
+        local goroot
+        goroot=$(find "$root/usr/lib" -maxdepth 1 -name 'go-1.*' -type d | sort -V | tail -n1)
+        [[ -n $goroot && -x $goroot/bin/go ]] || die "no Go toolchain (usr/lib/go-1.*) in $root"
+        local src
+        src=$(mktemp -d)
+        tar -xzf "$tarball" -C "$src"
+        local mod
+        mod=$(find "$src" -maxdepth 2 -name go.mod -printf '%h\n' | head -n1)
+        [[ -n $mod ]] || die "no go.mod in $tarball"
+        mkdir -p "$(dirname "$out")" "$CACHE/gocache" "$CACHE/gopath"
+        (
+            cd "$mod"
+            env -u GOFLAGS -u GOPATH -u GOROOT \
+                GOROOT="$goroot" GOPATH="$CACHE/gopath" GOCACHE="$CACHE/gocache" \
+                GO111MODULE=on GOFLAGS=-mod=vendor GOPROXY=off GOTOOLCHAIN=local CGO_ENABLED=0 \
+                GOENV=off GOTELEMETRY=off \
+                "$goroot/bin/go" build -o "$out.tmp" .
+        )
+        mv "$out.tmp" "$out"
+        rm -rf -- "$src"
+        end_step
+    fi
+    ln -sfn "$out" "$CACHE/bin/git-sync"
+}
+
 print_binaries() {
     printf 'test-apiserver: %s\n' "$(readlink -f "$CACHE/bin/test-apiserver")"
+    printf 'git-sync: %s\n' "$(readlink -f "$CACHE/bin/git-sync")"
     printf 'etcd: %s\n' "$(readlink -f "$CACHE/bin/etcd")"
     printf 'prometheus: %s\n' "$(readlink -f "$CACHE/bin/prometheus")"
 }
