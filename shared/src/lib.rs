@@ -41,6 +41,9 @@ pub const LABEL_AGENT: &str = "kubectl-gitops.io/agent";
 pub const ANNOTATION_HASH: &str = "kubectl-gitops.io/hash";
 /// Annotation holding the object's path in the config repo.
 pub const ANNOTATION_SOURCE: &str = "kubectl-gitops.io/source";
+/// Annotation holding a canary release's plan and state on its
+/// VirtualService (JSON; `phase` is `Progressing`, `Promoted` or `Aborted`).
+pub const ANNOTATION_CANARY: &str = "kubectl-gitops.io/canary";
 /// The annotation `kubectl apply` (client side) leaves behind.
 pub const ANNOTATION_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Default mesh root namespace; objects there affect the whole mesh.

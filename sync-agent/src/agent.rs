@@ -464,7 +464,13 @@ impl Agent {
                 };
                 self.remember_writes(done);
                 match result {
-                    Ok(applied) => (plan, digest, true, applied),
+                    Ok(applied) => {
+                        for name in plan::rolled_back(&plan) {
+                            info!(virtualservice = name, "a canary release was rolled back");
+                            self.metrics.observe_rollback(name);
+                        }
+                        (plan, digest, true, applied)
+                    }
                     Err(e) => {
                         let keys = next::apply_failed_inventory(&inventory, &e.done);
                         self.status.set_inventory(&keys);
@@ -583,6 +589,7 @@ impl Agent {
     }
 
     async fn report_failure(&mut self, error: &SyncError) {
+        self.metrics.set_phase("Failed");
         if self.cfg.dry_run {
             eprintln!("error: {error}");
             return;
@@ -602,6 +609,7 @@ impl Agent {
     }
 
     async fn write_status(&mut self) {
+        self.metrics.set_phase(self.status.phase.as_str());
         match self.reporter.write(&self.status).await {
             Ok(true) => debug!(phase = %self.status.phase, "status written"),
             Ok(false) => {}

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use gitops_shared::{
-    DEFAULT_FIELD_MANAGER, DesiredSet, IstioKind, LoadError, ObjectKey,
+    ANNOTATION_CANARY, DEFAULT_FIELD_MANAGER, DesiredSet, IstioKind, LoadError, ObjectKey,
     drift::Schemas,
     hash::bytes_hash,
     plan::{Action, KeepLive, Plan, PlanOptions, PlanRefusal, Planner},
@@ -76,6 +76,27 @@ pub fn desired_digest(plan: &Plan) -> String {
     bytes_hash(buf.as_bytes())
 }
 
+/// The VirtualServices `plan` rolls a canary release back on: applied with
+/// their canary annotation in phase `Aborted`, live not (yet) so. Counted
+/// once, when the rollback commit is applied.
+pub fn rolled_back(plan: &Plan) -> Vec<&str> {
+    let phase = |object: &Value| -> Option<String> {
+        let text = object["metadata"]["annotations"][ANNOTATION_CANARY].as_str()?;
+        let release: Value = serde_json::from_str(text).ok()?;
+        release["phase"].as_str().map(str::to_string)
+    };
+    plan.apply
+        .iter()
+        .filter(|s| s.key.kind == "VirtualService" && s.key.group == "networking.istio.io")
+        .filter(|s| {
+            let desired = s.object_value().as_ref().and_then(phase);
+            let live = s.live.as_ref().and_then(phase);
+            desired.as_deref() == Some("Aborted") && live.as_deref() != Some("Aborted")
+        })
+        .map(|s| s.key.name.as_str())
+        .collect()
+}
+
 /// The plan as `--dry-run` prints it: one line per object, then the drift.
 pub fn render(plan: &Plan, namespace: &str, revision: &str, prune: bool) -> String {
     let mut out = format!("plan for namespace {namespace} at revision {revision}:\n");
@@ -137,6 +158,36 @@ mod tests {
     }
 
     const DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\nspec:\n  host: reviews\n";
+
+    #[test]
+    fn a_rollback_is_counted_when_it_is_applied() {
+        let release = |phase: &str| {
+            format!("'{{\"stable\":\"v1\",\"canary\":\"v2\",\"phase\":\"{phase}\"}}'")
+        };
+        let vs = |phase: &str| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  annotations:\n    kubectl-gitops.io/canary: {}\nspec:\n  hosts: [reviews]\n",
+                release(phase)
+            )
+        };
+        let live_of = |text: &str| -> Vec<Value> {
+            make(&desired(text), &[], &[], "sync-agent")
+                .unwrap()
+                .apply
+                .iter()
+                .map(|s| s.object_value().unwrap())
+                .collect()
+        };
+        let progressing = live_of(&vs("Progressing"));
+        let aborting = make(&desired(&vs("Aborted")), &progressing, &[], "sync-agent").unwrap();
+        assert_eq!(rolled_back(&aborting), ["reviews"]);
+        // applied again (drift healed, a later commit): not a new rollback
+        let aborted = live_of(&vs("Aborted"));
+        let again = make(&desired(&vs("Aborted")), &aborted, &[], "sync-agent").unwrap();
+        assert!(rolled_back(&again).is_empty());
+        let promoted = make(&desired(&vs("Promoted")), &progressing, &[], "sync-agent").unwrap();
+        assert!(rolled_back(&promoted).is_empty());
+    }
 
     #[test]
     fn digest_depends_on_content_not_on_live_state() {

@@ -137,6 +137,8 @@ fn drift_is_only_reported_with_no_self_heal() {
     agent.wait("the drift metric", || {
         (agent.metric("gitops_drifted_objects")? == 1.0).then_some(())
     });
+    assert_eq!(agent.metric("gitops_phase{phase=\"Drifted\"}"), Some(1.0));
+    assert_eq!(agent.metric("gitops_phase{phase=\"Synced\"}"), Some(0.0));
     // left alone, also by later resyncs triggered through the watch
     let version = |c: &TestCluster| {
         get(c, "team-a", "virtualservices", "reviews").unwrap()["metadata"]["resourceVersion"]

@@ -17,7 +17,7 @@ use super::yamledit::{self, Node, Step};
 use crate::objects::same;
 
 /// The annotation holding a release's plan and state.
-pub const ANNOTATION: &str = "kubectl-gitops.io/canary";
+pub const ANNOTATION: &str = gitops_shared::ANNOTATION_CANARY;
 
 /// Where a release stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

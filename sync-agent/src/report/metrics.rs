@@ -27,6 +27,9 @@ pub const RESULTS: &[&str] = &[
     "error",
 ];
 
+/// Every `phase` label value of `gitops_phase` (the GitOpsSync's phases).
+pub const PHASES: &[&str] = &["Synced", "Progressing", "Failed", "Drifted", "Suspended"];
+
 /// Every `state` label value of `gitops_objects`.
 pub const STATES: &[&str] = &["managed", "create", "update", "unchanged", "prune"];
 
@@ -38,6 +41,16 @@ struct ResultLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabel {
+    virtualservice: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +74,8 @@ pub struct Metrics {
     last_sync: Gauge<f64, AtomicU64>,
     revision: Family<RevisionLabel, Gauge>,
     watch_errors: Family<WatchLabel, Counter>,
+    phase: Family<PhaseLabel, Gauge>,
+    rollbacks: Family<CanaryLabel, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -89,6 +104,12 @@ impl Metrics {
                 state: state.to_string(),
             });
         }
+        let phase = Family::<PhaseLabel, Gauge>::default();
+        for p in PHASES {
+            let _ = phase.get_or_create(&PhaseLabel {
+                phase: p.to_string(),
+            });
+        }
         let m = Self {
             registry: Registry::default(),
             syncs,
@@ -98,6 +119,8 @@ impl Metrics {
             last_sync: Gauge::default(),
             revision: Family::default(),
             watch_errors: Family::default(),
+            phase,
+            rollbacks: Family::default(),
         };
         let mut registry = Registry::default();
         registry.register(
@@ -131,7 +154,37 @@ impl Metrics {
             "The git revision that is fully applied (value 1)",
             m.revision.clone(),
         );
+        registry.register(
+            "gitops_phase",
+            "The phase the agent reports in its GitOpsSync (value 1; the others 0)",
+            m.phase.clone(),
+        );
+        registry.register(
+            "gitops_canary_rollbacks",
+            "Canary releases rolled back: a VirtualService applied with its canary annotation newly in phase Aborted",
+            m.rollbacks.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// The phase reported now.
+    pub fn set_phase(&self, phase: &str) {
+        for p in PHASES {
+            self.phase
+                .get_or_create(&PhaseLabel {
+                    phase: p.to_string(),
+                })
+                .set(i64::from(*p == phase));
+        }
+    }
+
+    /// A canary release of `virtualservice` was rolled back, as Git says.
+    pub fn observe_rollback(&self, virtualservice: &str) {
+        self.rollbacks
+            .get_or_create(&CanaryLabel {
+                virtualservice: virtualservice.to_string(),
+            })
+            .inc();
     }
 
     /// One reconcile ended with `result` after `duration`.
@@ -203,6 +256,8 @@ mod tests {
         m.observe_sync("invalid", Duration::from_secs(200));
         m.set_objects(&[("managed", 5), ("unchanged", 4), ("update", 1)]);
         m.set_drifted(2);
+        m.set_phase("Drifted");
+        m.observe_rollback("reviews");
         m.set_synced(1_800_000_000.5, "old");
         m.set_synced(1_800_000_000.5, "abc\"def");
         m.observe_watch_error("drift", "VirtualService");
@@ -225,6 +280,9 @@ mod tests {
             "gitops_last_sync_timestamp_seconds 1800000000.5\n",
             "gitops_revision_info{revision=\"abc\\\"def\"} 1\n",
             "gitops_watch_errors_total{watch=\"drift\",kind=\"VirtualService\"} 1\n",
+            "gitops_phase{phase=\"Drifted\"} 1\n",
+            "gitops_phase{phase=\"Synced\"} 0\n",
+            "gitops_canary_rollbacks_total{virtualservice=\"reviews\"} 1\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
