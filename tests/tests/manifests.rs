@@ -300,3 +300,41 @@ fn example_config_repo_is_valid() {
     let findings = gitops_shared::analyze::analyze_namespace(&set);
     assert!(findings.is_empty(), "{findings:?}");
 }
+
+/// The image: base images pinned by digest, a non-root user in the final
+/// distroless stage, and a build context without target/ or .git.
+#[test]
+fn the_image_is_pinned_and_runs_as_non_root() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("manifests/Dockerfile")).unwrap();
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert!(froms.len() >= 2, "{froms:?}");
+    for from in &froms {
+        let image = from.split_whitespace().nth(1).unwrap();
+        let digest = image.split_once("@sha256:").map(|(_, d)| d).unwrap_or("");
+        assert!(
+            digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+            "not pinned by digest: {from}"
+        );
+    }
+    assert!(froms.last().unwrap().contains("distroless"), "{froms:?}");
+    let final_stage = &dockerfile[dockerfile.rfind("\nFROM ").unwrap()..];
+    let user = final_stage
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER in the final stage");
+    assert!(
+        !user.starts_with('0') && !user.starts_with("root"),
+        "{user}"
+    );
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    for path in ["target/", ".git/"] {
+        assert!(
+            ignored.lines().any(|l| l == path),
+            "{path} is not in .dockerignore"
+        );
+    }
+}
