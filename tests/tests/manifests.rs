@@ -338,3 +338,59 @@ fn the_image_is_pinned_and_runs_as_non_root() {
         );
     }
 }
+
+/// The Git credential components: the Secret reaches git-sync alone, the
+/// SSH host key is checked, the token is read from a file.
+#[test]
+fn git_credentials_reach_git_sync_alone() {
+    for (example, secret, env) in [
+        (
+            "manifests/examples/agent-ssh",
+            "sync-agent-git-ssh",
+            vec![
+                ("GITSYNC_SSH_KEY_FILE", "/etc/git-secret/ssh"),
+                ("GITSYNC_SSH_KNOWN_HOSTS", "true"),
+                (
+                    "GITSYNC_SSH_KNOWN_HOSTS_FILE",
+                    "/etc/git-secret/known_hosts",
+                ),
+            ],
+        ),
+        (
+            "manifests/examples/agent-https",
+            "sync-agent-git-https",
+            vec![("GITSYNC_PASSWORD_FILE", "/etc/git-secret/token")],
+        ),
+    ] {
+        let objects = render(example);
+        let deploy = objects.iter().find(|m| m.kind == "Deployment").unwrap();
+        let git_sync = container(deploy, "git-sync");
+        let agent = container(deploy, "sync-agent");
+        let value = |name: &str| {
+            git_sync["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+        };
+        for (name, want) in env {
+            assert_eq!(value(name), Some(want.into()), "{example}: {name}");
+        }
+        let holds = |c: &serde_json::Value| {
+            c["volumeMounts"].as_array().unwrap().iter().any(|m| {
+                volumes(deploy)
+                    .into_iter()
+                    .any(|v| v["name"] == m["name"] && v["secret"]["secretName"] == secret)
+            })
+        };
+        assert!(holds(git_sync), "{example}: git-sync has no {secret}");
+        assert!(!holds(agent), "{example}: the agent must not see {secret}");
+        // the rest of the pod is as safe as without credentials
+        every_empty_dir_has_a_size_limit(deploy);
+        assert_eq!(
+            deploy.object["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            false
+        );
+    }
+}
