@@ -302,50 +302,20 @@ mod generated {
         }
 
         fn destination(&self, subset: &str, weight: Option<u32>) -> (String, Vec<String>) {
-            // the flow text, or block lines relative to the item
-            let dest = match self.destination {
-                Style::Flow => format!(
-                    "{{{}: {}, {}: {}}}",
-                    self.key("host"),
-                    self.value("reviews"),
-                    self.key("subset"),
-                    self.value(subset)
-                ),
-                Style::Block => String::new(),
-            };
-            let flow = match weight {
-                Some(w) => format!(
-                    "{{{}: {}, {}: {w}}}",
-                    self.key("destination"),
-                    if dest.is_empty() {
-                        format!(
-                            "{{{}: {}, {}: {}}}",
-                            self.key("host"),
-                            self.value("reviews"),
-                            self.key("subset"),
-                            self.value(subset)
-                        )
-                    } else {
-                        dest.clone()
-                    },
-                    self.key("weight")
-                ),
-                None => format!(
-                    "{{{}: {}}}",
-                    self.key("destination"),
-                    if dest.is_empty() {
-                        format!(
-                            "{{{}: {}, {}: {}}}",
-                            self.key("host"),
-                            self.value("reviews"),
-                            self.key("subset"),
-                            self.value(subset)
-                        )
-                    } else {
-                        dest.clone()
-                    },
-                ),
-            };
+            // the destination map in flow style
+            let dest = format!(
+                "{{{}: {}, {}: {}}}",
+                self.key("host"),
+                self.value("reviews"),
+                self.key("subset"),
+                self.value(subset)
+            );
+            // the whole route item in flow style, for a flow route
+            let weighted = weight
+                .map(|w| format!(", {}: {w}", self.key("weight")))
+                .unwrap_or_default();
+            let flow = format!("{{{}: {dest}{weighted}}}", self.key("destination"));
+            // or block lines relative to the item
             let pad = " ".repeat(self.indent);
             let mut lines = match self.destination {
                 Style::Flow => vec![format!("{}: {dest}", self.key("destination"))],
