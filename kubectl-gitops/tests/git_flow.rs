@@ -483,3 +483,54 @@ fn canary_moves_edit_a_hand_written_flow_style_file() {
     );
     assert_eq!(d.trailers("HEAD", "Gitops-Canary-Weight"), ["100"]);
 }
+
+/// `commit` checks what it commits as the agent will: an Error of the
+/// offline analysis (a route to a subset just removed: IST0101), or a
+/// namespace left without objects and without `.allow-empty`, is refused
+/// with exit 1 and nothing committed; `--no-verify` skips the checks.
+#[test]
+fn commit_refuses_what_the_agent_would_refuse() {
+    let d = Dir::new();
+    d.init();
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("virtual-service-reviews-80-20.yaml"))
+        .arg(sample("destination-rule-reviews.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "reviews"]).ok();
+    let head = d.git(&["rev-parse", "HEAD"]);
+
+    // the DestinationRule that defines the subsets goes: the routes dangle
+    d.kg().args(["-n", "team-a", "rm", "dr/reviews"]).ok();
+    let run = d.kg().args(["commit", "-m", "no dr"]).expect(1);
+    assert!(
+        run.stderr
+            .contains("refusing to commit: the offline analysis finds")
+            && run.stderr.contains("[IST0101]"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(d.git(&["rev-parse", "HEAD"]), head, "nothing committed");
+    d.kg()
+        .args(["commit", "-m", "no dr, on purpose", "--no-verify"])
+        .ok();
+    assert_ne!(d.git(&["rev-parse", "HEAD"]), head);
+
+    // the last object goes: the agent would refuse to prune everything
+    let head = d.git(&["rev-parse", "HEAD"]);
+    d.kg().args(["-n", "team-a", "rm", "vs/reviews"]).ok();
+    let run = d.kg().args(["commit", "-m", "empty"]).expect(1);
+    assert!(
+        run.stderr.contains(
+            "refusing to commit: namespaces/team-a/ would hold no objects, and its sync agent refuses to prune every object"
+        ) && run.stderr.contains("touch namespaces/team-a/.allow-empty"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(d.git(&["rev-parse", "HEAD"]), head, "nothing committed");
+    std::fs::create_dir_all(d.path("namespaces/team-a")).unwrap();
+    std::fs::write(d.path("namespaces/team-a/.allow-empty"), "").unwrap();
+    d.git(&["add", "namespaces/team-a/.allow-empty"]);
+    d.kg().args(["commit", "-m", "empty, on purpose"]).ok();
+    assert_ne!(d.git(&["rev-parse", "HEAD"]), head);
+}

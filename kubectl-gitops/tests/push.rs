@@ -113,6 +113,7 @@ fn push_with_a_true_conflict_fails_cleanly() {
     // A shared starting point: reviews on v1, in both clones.
     d.kg()
         .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-all.yaml"))
         .arg(sample("virtual-service-all-v1.yaml"))
         .ok();
     d.kg().args(["commit", "-m", "all v1"]).ok();
@@ -368,14 +369,18 @@ fn pushes_from_three_clones_at_once_all_land() {
         ],
     );
     let clones = [
-        (d.repo.clone(), "team-a", "destination-rule-all.yaml"),
-        (other, "team-b", "destination-rule-reviews.yaml"),
-        (third, "team-c", "virtual-service-all-v1.yaml"),
+        (d.repo.clone(), "team-a", vec!["destination-rule-all.yaml"]),
+        (other, "team-b", vec!["destination-rule-reviews.yaml"]),
+        (
+            third,
+            "team-c",
+            vec!["destination-rule-all.yaml", "virtual-service-all-v1.yaml"],
+        ),
     ];
-    for (dir, ns, file) in &clones {
+    for (dir, ns, files) in &clones {
         d.kg_in(dir)
             .args(["-n", ns, "stage"])
-            .arg(sample(file))
+            .args(files.iter().map(|f| sample(f)))
             .ok();
         d.kg_in(dir)
             .args(["commit", "-m", &format!("{ns} change")])

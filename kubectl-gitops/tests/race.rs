@@ -15,6 +15,12 @@ fn racing_commits_never_corrupt_the_index() {
         "virtual-service-reviews-v2-v3.yaml",
         "virtual-service-reviews-test-v2.yaml",
     ];
+    // The subsets the routes use (commit checks them, as the agent would).
+    d.kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(sample("destination-rule-all.yaml"))
+        .ok();
+    d.kg().args(["commit", "-m", "subsets"]).ok();
     for (round, name) in samples.iter().enumerate() {
         d.kg()
             .args(["-n", "team-a", "stage"])
@@ -57,7 +63,7 @@ fn racing_commits_never_corrupt_the_index() {
     }
     assert_eq!(
         d.git(&["log", "--format=%s"]).lines().count(),
-        samples.len() + 1
+        samples.len() + 2
     );
 }
 

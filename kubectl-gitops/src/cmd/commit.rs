@@ -3,6 +3,12 @@
 //! trailers `Gitops-Namespace:` (one per namespace touched) and
 //! `Gitops-Object: <Kind>/<name>` (one per object changed).
 //!
+//! Before it commits, it checks each namespace folder it touches as the
+//! sync agent will: the folder must load, the offline analysis must find no
+//! Error (the agent's `--strict` refuses those), and a folder left without
+//! objects must hold `.allow-empty` (the agent refuses to prune everything
+//! otherwise). `--no-verify` skips the checks, as git's hooks are skipped.
+//!
 //! The whole read-check-commit runs under the index lock, and the branch only
 //! moves if HEAD is still the commit that was read: two racing commits never
 //! mix, and the loser says so.
@@ -10,7 +16,12 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
-use gitops_shared::{ObjectKey, layout::load_namespace, manifest::LoadOptions};
+use gitops_shared::{
+    ALLOW_EMPTY_FILE, ObjectKey,
+    analyze::{Level, analyze_namespace},
+    layout::load_namespace,
+    manifest::LoadOptions,
+};
 
 use crate::{
     Status,
@@ -27,7 +38,9 @@ pub struct Args {
     /// The commit message; several -m make several paragraphs, as in git
     #[arg(short = 'm', long, required = true, value_name = "MSG")]
     pub message: Vec<String>,
-    /// Skip loading the staged namespace folders with the agent's rules
+    /// Skip the checks of the staged namespace folders (they load with the
+    /// agent's rules, the offline analysis finds no Error, a folder left
+    /// empty holds .allow-empty), as `git commit --no-verify` skips hooks
     #[arg(long)]
     pub no_verify: bool,
     #[command(flatten)]
@@ -78,6 +91,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     let tree = lock.write_tree()?;
     let mut objects: Vec<ObjectKey> = Vec::new();
     let mut errors = Vec::new();
+    let mut findings = Vec::new();
+    let mut emptied = Vec::new();
     for ns in &namespaces {
         let prefix = format!("{base}/{ns}");
         let (before, after) = (repo.scratch()?, repo.scratch()?);
@@ -85,14 +100,37 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
             repo.materialize(t, &prefix, before.path())?;
         }
         let exists = repo.materialize(tree, &prefix, after.path())?;
-        if exists && !args.no_verify {
+        let had = folder_objects(&before.path().join(&prefix), ns);
+        if !args.no_verify {
             let policy = policy(ns, &args.policy)?;
-            if let Err(e) = load_namespace(after.path(), &base, &policy, &LoadOptions::default()) {
-                errors.extend(e.errors);
+            let set = if exists {
+                match load_namespace(after.path(), &base, &policy, &LoadOptions::default()) {
+                    Ok(set) => Some(set),
+                    Err(e) => {
+                        errors.extend(e.errors);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(set) = &set {
+                findings.extend(
+                    analyze_namespace(set)
+                        .into_iter()
+                        .filter(|f| f.level == Level::Error),
+                );
+            }
+            let empty = match &set {
+                Some(s) => s.manifests.is_empty() && !s.allow_empty,
+                None => !exists,
+            };
+            if empty && !had.is_empty() {
+                emptied.push(prefix.clone());
             }
         }
         objects.extend(changed_objects(
-            &folder_objects(&before.path().join(&prefix), ns),
+            &had,
             &folder_objects(&after.path().join(&prefix), ns),
         ));
     }
@@ -101,6 +139,25 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
             "refusing to commit: the staged folder would not load, and the sync agent would reject this revision (fix and stage again, or commit with --no-verify)",
             &errors,
         ));
+    }
+    if !findings.is_empty() || !emptied.is_empty() {
+        let mut text = String::new();
+        if !findings.is_empty() {
+            text.push_str(&format!(
+                "refusing to commit: the offline analysis finds {} error(s) in what is staged (what `kubectl gitops validate` reports; fix and stage again, or commit with --no-verify):\n",
+                findings.len()
+            ));
+            for f in &findings {
+                text.push_str(&format!("  {f}\n"));
+            }
+        }
+        for prefix in &emptied {
+            text.push_str(&format!(
+                "refusing to commit: {prefix}/ would hold no objects, and its sync agent refuses to prune every object of a namespace without a file named {ALLOW_EMPTY_FILE} in the folder; to empty it on purpose: touch {prefix}/{ALLOW_EMPTY_FILE} && git add {prefix}/{ALLOW_EMPTY_FILE}\n"
+            ));
+        }
+        eprint!("{text}");
+        return Ok(Status::Differences);
     }
 
     let full = with_trailers(&message, &namespaces, &objects);
