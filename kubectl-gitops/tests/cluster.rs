@@ -307,6 +307,12 @@ fn import_adopts_live_objects_and_diff_follows_the_agent() {
             ("prune".into(), "DestinationRule/old".into())
         ]
     );
+    // one label per difference: the prune is a prune, not also "drifted"
+    let table = kg().args(["-n", "team-a", "diff"]).expect(1).stdout;
+    assert!(
+        table.contains("# team-a: DestinationRule/old: prune (no longer in Git)\n"),
+        "{table}"
+    );
 
     // Healed and pruned by the agent: in sync, through `kubectl gitops` as a
     // plugin, with the namespace from the kubeconfig context as kubectl does.

@@ -169,8 +169,8 @@ fn bookinfo_stage_commit_log_and_revert() {
     );
 
     // revert the traffic shift: only reviews goes back, the later ratings
-    // change stays.
-    let out = d.kg().args(["-n", "team-a", "revert", &shift]).ok();
+    // change stays. No -n: the commit's Gitops-Namespace trailer says where.
+    let out = d.kg().args(["revert", &shift]).ok();
     assert!(out.contains("Revert \"reviews: 20% to v2\""), "{out}");
     d.assert_clean();
     assert_eq!(
@@ -197,7 +197,12 @@ fn bookinfo_stage_commit_log_and_revert() {
     );
 
     // revert confined to one namespace: team-a's part of the two-namespace
-    // commit goes, team-b's stays.
+    // commit goes, team-b's stays. Without -n, which one is asked for.
+    let err = d.kg().args(["revert", "HEAD~1"]).expect(2).stderr;
+    assert!(
+        err.contains("changed 2 namespaces (team-a, team-b); name the one to revert with -n"),
+        "{err}"
+    );
     d.kg().args(["-n", "team-a", "revert", "HEAD~1"]).ok();
     d.assert_clean();
     assert!(
@@ -533,4 +538,23 @@ fn commit_refuses_what_the_agent_would_refuse() {
     d.git(&["add", "namespaces/team-a/.allow-empty"]);
     d.kg().args(["commit", "-m", "empty, on purpose"]).ok();
     assert_ne!(d.git(&["rev-parse", "HEAD"]), head);
+}
+
+/// A revision that does not exist is named in plain words, without
+/// libgit2's error classes.
+#[test]
+fn an_unknown_revision_is_said_plainly() {
+    let d = Dir::new();
+    d.init();
+    for args in [
+        vec!["-n", "team-a", "diff", "nosuchrev"],
+        vec!["revert", "nosuchrev"],
+    ] {
+        let err = d.kg().args(&args).expect(2).stderr;
+        assert_eq!(
+            err,
+            "error: unknown revision \"nosuchrev\": not a commit, branch or tag of this repository\n",
+            "{args:?}"
+        );
+    }
 }

@@ -42,10 +42,23 @@ fn push_to_a_bare_remote() {
         .arg(sample("destination-rule-all.yaml"))
         .ok();
     d.kg().args(["commit", "-m", "subsets"]).ok();
-    d.kg().arg("push").ok();
+    let out = d.kg().arg("push").ok();
+    assert!(out.starts_with("pushed main to origin main ("), "{out}");
     assert_eq!(rev(&d, &bare, "main"), rev(&d, &d.repo, "HEAD"));
-    // Nothing new: still fine.
-    d.kg().arg("push").ok();
+    // The branch now tracks what it was pushed to, as `git push -u` does:
+    // the `git pull --rebase` that a rejected push suggests just works.
+    assert_eq!(
+        d.git(&["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"])
+            .trim(),
+        "origin/main"
+    );
+    d.git(&["pull", "-q", "--rebase"]);
+    // Nothing new: said so, not "pushed".
+    let out = d.kg().arg("push").ok();
+    assert!(
+        out.starts_with("main is up to date with origin main (") && !out.contains("pushed"),
+        "{out}"
+    );
     // Unknown remote: a clear error.
     let err = d
         .kg()

@@ -260,7 +260,8 @@ async fn diff_namespace(
             kind: step.key.kind.clone(),
             name: step.key.name.clone(),
             reason: step.reason.clone(),
-            drift: plan.drift.iter().any(|d| d.key == step.key),
+            // A prune is its own label: the object is no longer in Git.
+            drift: step.action != Action::Prune && plan.drift.iter().any(|d| d.key == step.key),
             diff,
         });
     }

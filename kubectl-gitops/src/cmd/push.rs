@@ -33,12 +33,20 @@ pub fn report(outcome: &PushOutcome) -> String {
             outcome.rebases
         ));
     }
-    text.push_str(&format!(
-        "pushed {} to {} {} ({})\n",
-        outcome.branch,
-        outcome.remote,
+    let (remote_branch, head) = (
         outcome.remote_ref.trim_start_matches("refs/heads/"),
-        &outcome.head[..outcome.head.len().min(12)]
-    ));
+        &outcome.head[..outcome.head.len().min(12)],
+    );
+    if outcome.up_to_date {
+        text.push_str(&format!(
+            "{} is up to date with {} {remote_branch} ({head}): nothing to push\n",
+            outcome.branch, outcome.remote
+        ));
+    } else {
+        text.push_str(&format!(
+            "pushed {} to {} {remote_branch} ({head})\n",
+            outcome.branch, outcome.remote
+        ));
+    }
     text
 }

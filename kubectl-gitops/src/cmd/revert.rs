@@ -32,7 +32,23 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     let repo = ctx.repo()?;
     let base = ctx.base(&repo)?;
-    let namespace = ctx.namespace("revert")?;
+    // Without -n, the namespace the commit says it changed (its
+    // Gitops-Namespace trailer), else the context's.
+    let namespace = if ctx.global.namespace.is_none() && !ctx.global.all_namespaces {
+        let info = repo.commit_info(repo.resolve(&args.rev)?.0)?;
+        match info.namespaces.as_slice() {
+            [one] => one.clone(),
+            [] => ctx.namespace("revert")?,
+            many => bail!(
+                "{} changed {} namespaces ({}); name the one to revert with -n",
+                info.short(),
+                many.len(),
+                many.join(", ")
+            ),
+        }
+    } else {
+        ctx.namespace("revert")?
+    };
     let prefix = format!("{base}/{namespace}");
 
     let mut lock = repo.lock_index()?;

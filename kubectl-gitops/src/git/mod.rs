@@ -206,11 +206,16 @@ impl Repo {
 
     /// The commit and tree a revision names (`HEAD~2`, a hash, a branch).
     pub fn resolve(&self, rev: &str) -> Result<(Oid, Oid)> {
-        let commit = self
-            .repo
-            .revparse_single(rev)
-            .and_then(|o| o.peel_to_commit())
-            .with_context(|| format!("{rev:?} does not name a commit in this repository"))?;
+        let object = match self.repo.revparse_single(rev) {
+            Ok(object) => object,
+            Err(e) if matches!(e.code(), ErrorCode::NotFound | ErrorCode::InvalidSpec) => {
+                bail!("unknown revision {rev:?}: not a commit, branch or tag of this repository")
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading revision {rev:?}")),
+        };
+        let commit = object
+            .peel_to_commit()
+            .with_context(|| format!("{rev:?} does not name a commit"))?;
         Ok((commit.id(), commit.tree_id()))
     }
 

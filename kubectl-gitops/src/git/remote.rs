@@ -30,6 +30,8 @@ pub struct PushOutcome {
     pub rebases: usize,
     /// The commit the remote branch now points at.
     pub head: String,
+    /// The remote already had it: nothing was pushed.
+    pub up_to_date: bool,
 }
 
 enum PushError {
@@ -66,17 +68,30 @@ impl Repo {
         self.repo.find_remote(&remote_name).map_err(|_| {
             anyhow!("no remote {remote_name:?}: add one with `git remote add {remote_name} URL`")
         })?;
+        let known = self.repo.refname_to_id(&tracking).ok();
         let mut rebases = 0;
         loop {
             match self.try_push(&remote_name, &branch, &remote_ref) {
                 Ok(()) => {
-                    let head = self.head_id()?.map(|id| id.to_string()).unwrap_or_default();
+                    let head = self.head_id()?;
+                    // As `git push -u` does: the branch tracks what it was
+                    // pushed to, so `git pull --rebase` and `status` know it.
+                    if config
+                        .get_string(&format!("branch.{branch}.remote"))
+                        .is_err()
+                    {
+                        let mut config = self.repo.config()?;
+                        config.set_str(&format!("branch.{branch}.remote"), &remote_name)?;
+                        config.set_str(&format!("branch.{branch}.merge"), &remote_ref)?;
+                    }
+                    let up_to_date = rebases == 0 && head.is_some() && known == head;
                     return Ok(PushOutcome {
                         remote: remote_name,
                         branch,
                         remote_ref,
                         rebases,
-                        head,
+                        head: head.map(|id| id.to_string()).unwrap_or_default(),
+                        up_to_date,
                     });
                 }
                 Err(PushError::Other(e)) => return Err(e),
