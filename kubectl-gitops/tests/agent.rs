@@ -671,3 +671,43 @@ fn a_default_the_crd_fills_in_is_not_drift() {
     assert_eq!(writes, 0);
     team.kg().arg("diff").expect(0);
 }
+
+/// Issue 31: a refused revision says its cause on the first line, which is
+/// all `kubectl gitops status` and `kubectl get gos -o wide` show.
+#[test]
+fn a_refused_revision_shows_its_cause_on_the_first_line() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    let dir = Dir::new();
+    dir.init();
+    let team = Team::new(cluster, dir);
+    let dr = team.dir.tmp("dr.yaml");
+    std::fs::write(&dr, DR_PLAIN).unwrap();
+    team.kg().arg("stage").arg(&dr).ok();
+    team.dir.kg().args(["commit", "-m", "reviews"]).ok();
+    team.wait_synced();
+    // two bad files, committed past commit's own check
+    for name in ["a-broken.yaml", "b-broken.yaml"] {
+        std::fs::write(
+            team.dir.path(&format!("namespaces/team-a/{name}")),
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: other\n  namespace: team-b\nspec:\n  host: other\n",
+        )
+        .unwrap();
+    }
+    team.dir.git(&["add", "."]);
+    team.dir
+        .kg()
+        .args(["commit", "-m", "broken", "--no-verify"])
+        .ok();
+    team.wait("the revision to be refused", || {
+        team.live("gitopssyncs", "sync-agent")["status"]["phase"] == "Failed"
+    });
+    let status = team.kg().arg("status").expect(1).stdout;
+    assert!(
+        status.contains("refused, nothing applied or pruned: namespaces/team-a/a-broken.yaml: document 1, line 5")
+            // the other file's, and the name both use twice
+            && status.contains("(and 2 more)"),
+        "{status}"
+    );
+    let wide = team.kubectl(&["get", "gos", "-n", NS, "-o", "wide"], None);
+    assert!(wide.contains("a-broken.yaml: document 1, line 5"), "{wide}");
+}

@@ -26,7 +26,12 @@ pub enum SyncError {
     )]
     StatusUnreadable { name: String, why: String },
     /// The revision breaks a rule (parse, policy, limits, `--strict`).
-    #[error("revision {revision} refused; nothing applied or pruned:\n{refusal}")]
+    /// Its first line carries the first cause (and how many more), since
+    /// `kubectl get gos` and `kubectl gitops status` show only that line.
+    #[error(
+        "revision {revision} refused, nothing applied or pruned: {}\n{refusal}",
+        headline(.refusal)
+    )]
     InvalidRevision { revision: String, refusal: String },
     /// The plan's safety rules refused (it would empty the namespace).
     #[error("revision {revision}: {refusal}; nothing applied or pruned")]
@@ -55,6 +60,16 @@ pub enum SyncError {
         revision: String,
         source: ApplyError,
     },
+}
+
+/// The first line of `errors` (one per line), and how many follow.
+fn headline(errors: &str) -> String {
+    let mut lines = errors.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("no reason given");
+    match lines.count() {
+        0 => first.to_string(),
+        more => format!("{first} (and {more} more)"),
+    }
 }
 
 impl SyncError {
@@ -200,6 +215,25 @@ mod tests {
         let forbidden = SyncError::api("listing live objects", api_error(403, 0));
         assert!(!forbidden.retry_soon() && forbidden.report());
         assert_eq!(forbidden.retry_after(), None);
+
+        let invalid = SyncError::InvalidRevision {
+            revision: "abc".into(),
+            refusal:
+                "a.yaml: document 1, line 2: bad\nb.yaml: document 1, line 9: worse\nc.yaml: worst"
+                    .into(),
+        };
+        assert_eq!(
+            invalid.to_string().lines().next().unwrap(),
+            "revision abc refused, nothing applied or pruned: a.yaml: document 1, line 2: bad (and 2 more)"
+        );
+        let one = SyncError::InvalidRevision {
+            revision: "abc".into(),
+            refusal: "a.yaml: document 1, line 2: bad".into(),
+        };
+        assert_eq!(
+            one.to_string().lines().next().unwrap(),
+            "revision abc refused, nothing applied or pruned: a.yaml: document 1, line 2: bad"
+        );
 
         let missing = SyncError::gitopssync("creating the GitOpsSync", api_error(404, 0));
         assert!(
