@@ -419,6 +419,17 @@ fn status_shows_the_agent_and_how_far_behind_it_is() {
     d.kg().args(["commit", "-m", "reviews 80/20"]).ok();
     let applied = d.git(&["rev-parse", "HEAD"]).trim().to_string();
 
+    // No agent anywhere yet: said so, with how to deploy one.
+    let run = kg().args(["-A", "status"]).ok();
+    assert!(run.contains("team-a"), "{run}");
+    let run = kg().args(["-A", "status"]).expect(0);
+    assert!(
+        run.stderr.contains("no GitOpsSync found in any namespace")
+            && run.stderr.contains("kubectl kustomize manifests/agent"),
+        "{}",
+        run.stderr
+    );
+
     create_gitopssync(&cluster, "team-a");
     report(
         &cluster,
@@ -482,6 +493,9 @@ fn status_shows_the_agent_and_how_far_behind_it_is() {
     assert_eq!(json[0]["revision"], applied.as_str());
     assert_eq!(json[0]["phase"], "Synced");
     assert_eq!(json[0]["syncedAt"], "2026-01-01T00:00:00Z");
+    // the GitOpsSync's own names: drift is the list, drifted the count
+    assert_eq!(json[0]["drift"], json!([]));
+    assert_eq!(json[0]["drifted"], 0);
 
     // The agent reports drift: exit 1.
     report(
@@ -499,6 +513,15 @@ fn status_shows_the_agent_and_how_far_behind_it_is() {
     let rows = table(&run.stdout);
     assert_eq!(rows[1][3], "Drifted", "{}", run.stdout);
     assert_eq!(rows[1][5..], ["1", "1 object drifted"], "{}", run.stdout);
+    let json: Value = serde_json::from_str(
+        &kg()
+            .args(["-n", "team-a", "status", "-o", "json"])
+            .expect(1)
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json[0]["drifted"], 1);
+    assert_eq!(json[0]["drift"][0]["name"], "reviews");
 
     // The fleet: team-a's agent, and team-b's folder that nobody syncs.
     let run = kg().args(["-A", "status"]).expect(1);
@@ -592,10 +615,9 @@ fn status_exits_1_on_failed_and_waits_for_head() {
 
     // Failed at HEAD: --wait gives up after its timeout, with exit 1.
     let run = kg().args(["status", "--wait=1s"]).expect(1);
-    assert!(
-        run.stderr.contains("gave up waiting after 1s"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        run.stderr,
+        "error: gave up waiting after 1s: team-a: phase Failed (revision refused: namespaces/team-a/x.yaml: document 1, line 3: bad)\n",
     );
 
     // The agent catches up while `status --wait` waits: exit 0.

@@ -56,8 +56,10 @@ pub struct AgentStatus {
     pub phase: String,
     pub synced_at: String,
     pub suspended: bool,
-    pub drift: usize,
-    pub drifted: Vec<DriftEntry>,
+    /// What drifted (the GitOpsSync's `status.drift`).
+    pub drift: Vec<DriftEntry>,
+    /// How many objects drifted (its `status.drifted`).
+    pub drifted: usize,
     pub message: String,
 }
 
@@ -114,7 +116,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
                         r.phase.clone()
                     }),
                     last_sync(&r.synced_at),
-                    r.drift.to_string(),
+                    r.drifted.to_string(),
                     r.message.lines().next().unwrap_or_default().to_string(),
                 ]);
             }
@@ -122,14 +124,25 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
         }
         format => output::print_data(format, &rows)?,
     }
+    if ctx.global.all_namespaces && !rows.iter().any(|r| !r.name.is_empty()) {
+        eprintln!(
+            "no GitOpsSync found in any namespace: no sync agent is deployed. Install the CRD once (kubectl apply -f manifests/crds/), then an agent per namespace (kubectl kustomize manifests/agent | kubectl apply -n NAMESPACE -f -)"
+        );
+    }
     let trouble = rows
         .iter()
-        .any(|r| r.drift > 0 || r.phase == "Drifted" || r.phase == "Failed");
+        .any(|r| r.drifted > 0 || r.phase == "Drifted" || r.phase == "Failed");
     let waited_in_vain = args.wait.is_some() && !rows.iter().all(AgentStatus::done);
     if waited_in_vain {
+        let why: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.done())
+            .map(|r| format!("{}: {}", r.namespace, r.why_not_done()))
+            .collect();
         eprintln!(
-            "status: gave up waiting after {}s: not every namespace has applied HEAD without drift",
-            args.wait.unwrap_or_default().as_secs()
+            "error: gave up waiting after {}: {}",
+            output::age(args.wait.unwrap_or_default().as_secs() as i64),
+            why.join("; ")
         );
     }
     Ok(if trouble || waited_in_vain {
@@ -142,7 +155,33 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
 impl AgentStatus {
     /// Applied the folder's last commit (or later), synced, no drift.
     fn done(&self) -> bool {
-        self.behind == Some(0) && self.drift == 0 && self.phase == "Synced"
+        self.behind == Some(0) && self.drifted == 0 && self.phase == "Synced"
+    }
+
+    /// What keeps [`AgentStatus::done`] false, in words.
+    fn why_not_done(&self) -> String {
+        let mut why = Vec::new();
+        if self.behind != Some(0) {
+            why.push(self.state.clone());
+        }
+        if self.phase != "Synced" {
+            why.push(match self.phase.as_str() {
+                "" => "no report from its agent yet".to_string(),
+                phase => format!(
+                    "phase {phase}{}",
+                    self.message
+                        .lines()
+                        .next()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        if self.drifted > 0 {
+            why.push(format!("{} drifted", self.drifted));
+        }
+        why.join(", ")
     }
 }
 
@@ -190,8 +229,8 @@ fn collect(
                     phase: String::new(),
                     synced_at: String::new(),
                     suspended: false,
-                    drift: 0,
-                    drifted: Vec::new(),
+                    drift: Vec::new(),
+                    drifted: 0,
                     message: String::new(),
                 });
             }
@@ -237,7 +276,7 @@ fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &GitOpsSync) -> Resu
         ("no repo to compare".to_string(), None)
     };
     // `drifted` alone when the list was left out (an older agent)
-    let drift = status.drift.len().max(status.drifted as usize);
+    let drifted = status.drift.len().max(status.drifted as usize);
     Ok(AgentStatus {
         namespace: ns.to_string(),
         name: o.metadata.name.clone().unwrap_or_default(),
@@ -253,8 +292,8 @@ fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &GitOpsSync) -> Resu
             .unwrap_or_default(),
         synced_at: status.synced_at.unwrap_or_default(),
         suspended: o.suspended(),
-        drift,
-        drifted: status.drift,
+        drift: status.drift,
+        drifted,
         message: status.message,
     })
 }
