@@ -16,7 +16,7 @@ use gitops_shared::{IstioKind, drift::Schemas};
 use kube::{
     Client, Config,
     api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    config::{KubeConfigOptions, Kubeconfig, KubeconfigError},
 };
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -61,7 +61,18 @@ pub fn user_agent() -> String {
 }
 
 fn read_kubeconfig(path: &Path) -> Result<Kubeconfig> {
-    Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))
+    Kubeconfig::read_from(path).map_err(said_once)
+}
+
+/// A kubeconfig error said once: kube's own message already holds its
+/// cause (and quotes the path), so it is neither chained nor wrapped again.
+fn said_once(error: KubeconfigError) -> anyhow::Error {
+    match error {
+        KubeconfigError::ReadConfig(io, path) => {
+            anyhow!("cannot read kubeconfig {}: {io}", path.display())
+        }
+        other => anyhow!("kubeconfig: {other}"),
+    }
 }
 
 /// Run a future on a small runtime: the CLI does one thing at a time.
@@ -128,13 +139,14 @@ impl Cluster {
         let config = match &global.kubeconfig {
             Some(path) => Config::from_custom_kubeconfig(read_kubeconfig(path)?, &options)
                 .await
+                .map_err(said_once)
                 .with_context(|| format!("loading kubeconfig {}", path.display()))?,
             None => match Config::from_kubeconfig(&options).await {
                 Ok(config) => config,
                 Err(kubeconfig_error) if global.context.is_none() => Config::incluster()
-                    .map_err(|_| anyhow!(kubeconfig_error))
+                    .map_err(|_| said_once(kubeconfig_error))
                     .context("loading the kubeconfig (pass --kubeconfig or set KUBECONFIG)")?,
-                Err(e) => return Err(e).context("loading the kubeconfig"),
+                Err(e) => return Err(said_once(e)).context("loading the kubeconfig"),
             },
         };
         let server = config.cluster_url.to_string();

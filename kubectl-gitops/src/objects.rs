@@ -213,6 +213,9 @@ pub fn parse_kind_name(arg: &str) -> Result<(&'static gitops_shared::IstioKind, 
         bail!("{arg:?}: expected KIND/NAME, e.g. virtualservice/reviews");
     };
     let Some(istio) = gitops_shared::kinds::resolve(kind) else {
+        if let Some(near) = gitops_shared::kinds::near_miss(kind) {
+            bail!("{arg:?}: {kind:?} is not an Istio config kind: did you mean {near}?");
+        }
         bail!(
             "{arg:?}: {kind:?} is not an Istio config kind (VirtualService, DestinationRule, ...)"
         );

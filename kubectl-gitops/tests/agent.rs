@@ -68,13 +68,15 @@ impl Team {
     /// Stop the agent cleanly (SIGTERM: it lets go of its lease) and start
     /// another with `extra` flags.
     fn restart_agent(&mut self, extra: &[&str]) {
-        let pid = self.agent.id().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {pid}");
-        self.agent.wait().unwrap();
+        if self.agent.try_wait().unwrap().is_none() {
+            let pid = self.agent.id().to_string();
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -TERM {pid}");
+            self.agent.wait().unwrap();
+        }
         let mut flags = vec!["--resync", "1s"];
         flags.extend_from_slice(extra);
         self.agent = spawn_agent(&self.cluster, &self.gitsync, NS, &self.log, &flags);
@@ -710,4 +712,54 @@ fn a_refused_revision_shows_its_cause_on_the_first_line() {
     );
     let wide = team.kubectl(&["get", "gos", "-n", NS, "-o", "wide"], None);
     assert!(wide.contains("a-broken.yaml: document 1, line 5"), "{wide}");
+}
+
+/// Issue 31: a stopped agent does not look healthy. Stopped cleanly
+/// (SIGTERM), or killed so that its heartbeat goes silent, `status` says it
+/// is not running and exits 1.
+#[test]
+fn status_says_when_the_agent_is_not_running() {
+    let cluster = TestCluster::start().expect("the test cluster");
+    let dir = Dir::new();
+    dir.init();
+    let mut team = Team::with(cluster, dir, &["--lease-duration", "1s"]);
+    let dr = team.dir.tmp("dr.yaml");
+    std::fs::write(&dr, DR_PLAIN).unwrap();
+    team.kg().arg("stage").arg(&dr).ok();
+    team.dir.kg().args(["commit", "-m", "reviews"]).ok();
+    team.wait_synced();
+    team.wait("the first heartbeat", || {
+        team.kg().arg("status").run().code == 0
+    });
+    let json: Value = serde_json::from_str(&team.kg().args(["status", "-o", "json"]).ok()).unwrap();
+    assert_eq!(json[0]["running"], true, "{json}");
+
+    // SIGTERM: the agent lets go of its lease and says when
+    let pid = team.agent.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    team.agent.wait().unwrap();
+    let run = team.kg().arg("status").expect(1);
+    assert!(
+        run.stdout.contains("Synced (not running)")
+            && run.stdout.contains("agent not running: it stopped at"),
+        "{}",
+        run.stdout
+    );
+
+    // killed: no release, the heartbeat goes silent past its lease
+    team.restart_agent(&["--lease-duration", "1s"]);
+    team.wait("the new agent's heartbeat", || {
+        team.kg().arg("status").run().code == 0
+    });
+    let _ = team.agent.kill();
+    let _ = team.agent.wait();
+    team.wait("the heartbeat to go silent", || {
+        let run = team.kg().arg("status").run();
+        run.code == 1 && run.stdout.contains("agent not running: no heartbeat since")
+    });
+    let run = team.kg().args(["status", "--wait=1s"]).expect(1);
+    assert!(run.stderr.contains("agent not running"), "{}", run.stderr);
 }

@@ -273,7 +273,14 @@ fn healthy_release_walks_every_step_to_promotion() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["release"]["phase"], "Promoted");
     assert_eq!(status["applied"], true);
-    assert_eq!(status["liveWeights"], serde_json::json!([["v2", 100]]));
+    assert_eq!(
+        status["liveWeights"],
+        serde_json::json!([{"subset": "v2", "weight": 100}])
+    );
+    assert_eq!(
+        status["gitWeights"],
+        serde_json::json!([{"subset": "v2", "weight": 100}])
+    );
 
     // A second run of a finished release changes nothing.
     let again = w.run(&[]).expect(0);

@@ -558,3 +558,55 @@ fn an_unknown_revision_is_said_plainly() {
         );
     }
 }
+
+/// `log -o json | head -3`: a reader that goes away is a quiet exit 0, as
+/// ripgrep does, in every output format.
+#[test]
+fn a_closed_pipe_is_a_quiet_success() {
+    let d = Dir::new();
+    d.init();
+    // enough history that the output outgrows a pipe's buffer
+    std::fs::create_dir_all(d.path("namespaces/team-a")).unwrap();
+    for i in 0..250 {
+        std::fs::write(d.path("namespaces/team-a/notes.txt"), format!("{i}\n")).unwrap();
+        d.git(&["add", "."]);
+        d.git(&[
+            "commit",
+            "-q",
+            "-m",
+            &format!("change {i}\n\nGitops-Namespace: team-a\nGitops-Object: VirtualService/r{i}"),
+        ]);
+    }
+    for format in ["json", "yaml", "table"] {
+        let mut child = d.kg().args(["-n", "team-a", "log", "-o", format]).spawn();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "-o {format}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "-o {format}");
+    }
+}
+
+/// A kubeconfig that cannot be read is said once: its path, its cause.
+#[test]
+fn a_missing_kubeconfig_is_said_once() {
+    let d = Dir::new();
+    d.init();
+    let missing = d.tmp("no-such-kubeconfig");
+    let err = d
+        .kg()
+        .arg("--kubeconfig")
+        .arg(&missing)
+        .args(["-n", "team-a", "status"])
+        .expect(2)
+        .stderr;
+    assert_eq!(
+        err,
+        format!(
+            "error: cannot read kubeconfig {}: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+}

@@ -282,6 +282,13 @@ fn rm_stages_deletions_and_cuts_one_document_out_of_a_multi_document_file() {
         .expect(2)
         .stderr;
     assert!(err.contains("not an Istio config kind"), "{err}");
+    // a near miss is named
+    let err = d
+        .kg()
+        .args(["-n", "team-a", "rm", "virtualservce/reviews"])
+        .expect(2)
+        .stderr;
+    assert!(err.contains("did you mean VirtualService?"), "{err}");
 }
 
 /// A namespace folder that is a symlink out of the repo is never read

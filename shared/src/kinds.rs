@@ -192,9 +192,50 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     }
 }
 
+/// The Istio kind `name` nearly spells (case aside, or at most two letters
+/// off), for "did you mean VirtualService?"; `None` for an exact name or
+/// nothing close.
+pub fn near_miss(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    KINDS
+        .iter()
+        .filter(|k| k.kind != name)
+        .map(|k| (edit_distance(&lower, &k.kind.to_ascii_lowercase()), k.kind))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, kind)| kind)
+}
+
+/// Levenshtein distance of two short ASCII names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn near_misses_of_a_kind_are_suggested() {
+        assert_eq!(near_miss("VirtualServce"), Some("VirtualService"));
+        assert_eq!(near_miss("virtualservice"), Some("VirtualService"));
+        assert_eq!(near_miss("DestinatonRule"), Some("DestinationRule"));
+        assert_eq!(near_miss("VirtualService"), None);
+        assert_eq!(near_miss("Deployment"), None);
+    }
 
     #[test]
     fn virtual_service_is_applied_after_destination_rule() {

@@ -78,6 +78,11 @@ impl Policy {
                     "{} is cluster-scoped; a namespace folder holds only namespaced Istio config",
                     m.kind
                 )
+            } else if let Some(kind) = kinds::near_miss(&m.kind) {
+                format!(
+                    "{} ({}) is not an Istio config kind: did you mean {kind}?",
+                    m.kind, m.api_version
+                )
             } else {
                 format!(
                     "{} ({}) is not an Istio config kind; a namespace folder holds only Istio config (VirtualService, DestinationRule, ...)",

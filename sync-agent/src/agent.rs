@@ -485,6 +485,13 @@ impl Agent {
 
         // 6. report success
         self.applied_digest = Some(digest);
+        // A pass that wrote nothing for a revision already reported is a
+        // resync, not a sync.
+        let result = if !did_apply && self.status.revision == loaded.revision {
+            "unchanged"
+        } else {
+            "success"
+        };
         self.report_synced(Pass {
             revision: &loaded.revision,
             plan: &plan,
@@ -495,7 +502,7 @@ impl Agent {
             self_heal: self.cfg.self_heal,
         })
         .await;
-        Ok((Outcome::Synced, Some("success")))
+        Ok((Outcome::Synced, Some(result)))
     }
 
     /// Tell the drift watches which resource versions are the agent's own

@@ -28,11 +28,11 @@ use tracing::{debug, info, warn};
 
 use crate::{cluster, report::Reporter, watch::Waker};
 
-/// Annotation: who writes for this agent name.
-pub const ANNOTATION_HOLDER: &str = "kubectl-gitops.io/holder";
-/// Annotation: when the holder last renewed (RFC 3339, for people; expiry is
-/// judged by observed change, not by this clock).
-pub const ANNOTATION_RENEW: &str = "kubectl-gitops.io/renew-time";
+/// The lease's annotations (gitops-kube: `status` reads them too). Expiry is
+/// judged here by observed change of the renew time, not by its clock.
+pub use gitops_kube::gitopssync::{
+    ANNOTATION_HOLDER, ANNOTATION_LEASE_SECONDS, ANNOTATION_RENEW, ANNOTATION_STOPPED,
+};
 
 /// A JSON pointer to annotation `key` (RFC 6901: `/` is `~1`).
 fn annotation_path(key: &str) -> String {
@@ -49,6 +49,7 @@ fn lease_patch(
     holder: &str,
     renewed: &str,
     identity: &str,
+    duration: Duration,
 ) -> Result<json_patch::Patch, serde_json::Error> {
     let mut ops =
         vec![json!({"op": "test", "path": annotation_path(ANNOTATION_HOLDER), "value": holder})];
@@ -59,6 +60,7 @@ fn lease_patch(
     }
     ops.push(json!({"op": "add", "path": annotation_path(ANNOTATION_HOLDER), "value": identity}));
     ops.push(json!({"op": "add", "path": annotation_path(ANNOTATION_RENEW), "value": Timestamp::now().to_string()}));
+    ops.push(json!({"op": "add", "path": annotation_path(ANNOTATION_LEASE_SECONDS), "value": duration.as_secs_f64().to_string()}));
     serde_json::from_value(Value::Array(ops))
 }
 
@@ -175,6 +177,8 @@ impl Lease {
                     "annotations": {
                         ANNOTATION_HOLDER: self.identity,
                         ANNOTATION_RENEW: Timestamp::now().to_string(),
+                        ANNOTATION_LEASE_SECONDS: self.duration.as_secs_f64().to_string(),
+                        ANNOTATION_STOPPED: null,
                     },
                 }
             }))
@@ -183,7 +187,7 @@ impl Lease {
             // annotations are as read. A JSON patch `test`, not the
             // resourceVersion: status writes and labels change the object
             // all the time, and must not cost the writer its lease.
-            match lease_patch(&holder, &renewed, &self.identity) {
+            match lease_patch(&holder, &renewed, &self.identity, self.duration) {
                 Ok(patch) => Patch::Json(patch),
                 Err(e) => return Err(kube::Error::SerdeError(e)),
             }
@@ -223,10 +227,16 @@ impl Lease {
         if !mine {
             return;
         }
+        // `stopped-at` tells `kubectl gitops status` the agent is not
+        // running (and a successor takes over at once).
         let patch = json!({
             "metadata": {
                 "resourceVersion": object.metadata.resource_version,
-                "annotations": {ANNOTATION_HOLDER: null, ANNOTATION_RENEW: null},
+                "annotations": {
+                    ANNOTATION_HOLDER: null,
+                    ANNOTATION_RENEW: null,
+                    ANNOTATION_STOPPED: Timestamp::now().to_string(),
+                },
             }
         });
         match self

@@ -35,7 +35,10 @@ pub use config::{Args, Config, LogFormat};
 /// (default `info`), as plain text or JSON lines.
 pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // notify says at INFO that it could not remove the watch of a folder
+    // that is gone, which is every old tree git-sync removes: debug news.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,notify=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -170,13 +170,9 @@ fn plain_checkout_mode_uses_head_and_dirty() {
     wait_status(&agent, &cluster, "Synced", Some(&head2));
 
     // reading the work tree (git status) does not wake the agent up again
-    let settled = agent
-        .metric("gitops_sync_total{result=\"success\"}")
-        .unwrap();
+    let settled = agent.passes().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let later = agent
-        .metric("gitops_sync_total{result=\"success\"}")
-        .unwrap();
+    let later = agent.passes().unwrap();
     assert!(
         later - settled <= 2.0,
         "the agent keeps waking itself: {settled} -> {later}"

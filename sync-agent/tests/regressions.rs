@@ -258,11 +258,9 @@ fn a_prune_refused_as_re_created_leaves_the_object_alone_for_good() {
     proxy.set_latency(Duration::ZERO);
 
     // Several passes later the re-created object is still there.
-    let passes = agent
-        .metric("gitops_sync_total{result=\"success\"}")
-        .unwrap_or(0.0);
+    let passes = agent.passes().unwrap_or(0.0);
     agent.wait("three more passes", || {
-        (agent.metric("gitops_sync_total{result=\"success\"}")? >= passes + 3.0).then_some(())
+        (agent.passes()? >= passes + 3.0).then_some(())
     });
     let ratings = get(&cluster, "team-a", "destinationrules", "ratings");
     assert!(ratings.is_some(), "the re-created object was pruned");
@@ -352,11 +350,7 @@ fn two_agents_in_one_namespace_never_prune_each_other() {
         });
     }
     // Several passes of both later, everything is still there.
-    let passes = |agent: &Agent| {
-        agent
-            .metric("gitops_sync_total{result=\"success\"}")
-            .unwrap_or(0.0)
-    };
+    let passes = |agent: &Agent| agent.passes().unwrap_or(0.0);
     let (pa, pb) = (passes(&a), passes(&b));
     a.wait("three more passes of each", || {
         (passes(&a) >= pa + 3.0 && passes(&b) >= pb + 3.0).then_some(())

@@ -158,12 +158,16 @@ fn bookinfo_applies_then_one_weight_change_writes_one_object() {
 
     // resyncs with no change write nothing: not the objects, not the status
     let before = cluster.audit().unwrap().len();
-    let syncs = agent
-        .metric("gitops_sync_total{result=\"success\"}")
-        .unwrap();
+    let syncs = agent.passes().unwrap();
+    let applied = agent.metric("gitops_sync_total{result=\"success\"}");
     agent.wait("three more resyncs", || {
-        (agent.metric("gitops_sync_total{result=\"success\"}")? >= syncs + 3.0).then_some(())
+        (agent.passes()? >= syncs + 3.0).then_some(())
     });
+    // counted as resyncs that found nothing to do, not as syncs
+    assert_eq!(
+        agent.metric("gitops_sync_total{result=\"success\"}"),
+        applied
+    );
     let events = audit_since(&cluster, before);
     assert_eq!(
         summarize(&agent_object_writes(&events, ns)),
@@ -458,6 +462,12 @@ fn emptying_a_namespace_needs_allow_empty() {
     let rev3 = gs.commit_and_publish("allow empty").unwrap();
     let status = wait_status(&agent, &cluster, "Synced", Some(&rev3));
     assert_eq!(status["inventory"], serde_json::json!([]));
+    // pruned, and said so: not "healed"
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 pruned") && !message.contains("healed"),
+        "{message}"
+    );
     assert_eq!(names(&cluster, ns, "virtualservices"), Vec::<String>::new());
     assert_eq!(
         names(&cluster, ns, "destinationrules"),

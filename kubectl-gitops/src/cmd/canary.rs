@@ -383,9 +383,9 @@ pub struct CanaryStatus {
     pub release: Option<Release>,
     /// The canary's weight Git holds.
     pub weight: Option<u32>,
-    /// `subset=weight` of the route in Git and live.
-    pub git_weights: Vec<(String, u64)>,
-    pub live_weights: Option<Vec<(String, u64)>>,
+    /// The route's weights in Git and live.
+    pub git_weights: Vec<SubsetWeight>,
+    pub live_weights: Option<Vec<SubsetWeight>>,
     /// The last commit of the file.
     pub commit: String,
     /// Whether the namespace's agent has applied that commit; `None` when unknown.
@@ -395,6 +395,21 @@ pub struct CanaryStatus {
     pub agent_message: String,
     /// Why the cluster side is unknown.
     pub cluster_error: Option<String>,
+}
+
+/// One destination's weight, as `canary status -o json` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubsetWeight {
+    /// The subset (or the host, for a destination without one).
+    pub subset: String,
+    pub weight: u64,
+}
+
+fn named(weights: Vec<(String, u64)>) -> Vec<SubsetWeight> {
+    weights
+        .into_iter()
+        .map(|(subset, weight)| SubsetWeight { subset, weight })
+        .collect()
 }
 
 /// `(subset, weight)` of route `index`; a sole destination without a weight has 100.
@@ -423,7 +438,7 @@ fn status(ctx: &Context, args: StatusArgs) -> Result<Status> {
         file: vs.rel.clone(),
         weight: release.as_ref().map(Release::weight),
         release: release.clone(),
-        git_weights: weights(&vs.object, index),
+        git_weights: named(weights(&vs.object, index)),
         live_weights: None,
         commit: commit.map(|c| c.to_string()).unwrap_or_default(),
         applied: None,
@@ -443,7 +458,7 @@ fn status(ctx: &Context, args: StatusArgs) -> Result<Status> {
     })?;
     match live {
         Ok((object, agent)) => {
-            out.live_weights = object.map(|o| weights(&o, index));
+            out.live_weights = object.map(|o| named(weights(&o, index)));
             if let Some(agent) = agent {
                 let status = agent.status.unwrap_or_default();
                 out.agent_revision = status.revision;
@@ -469,10 +484,10 @@ fn status(ctx: &Context, args: StatusArgs) -> Result<Status> {
     Ok(Status::Ok)
 }
 
-fn pairs(weights: &[(String, u64)]) -> String {
+fn pairs(weights: &[SubsetWeight]) -> String {
     weights
         .iter()
-        .map(|(s, w)| format!("{s}={w}"))
+        .map(|w| format!("{}={}", w.subset, w.weight))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -2,7 +2,8 @@
 //! set against the repo: the applied revision vs the last commit that
 //! changed the namespace folder ("in sync" / "behind by N commits"), phase,
 //! last sync, drift and message. `-A` is the fleet. Exit 1 when an agent
-//! reports drift.
+//! reports drift or failure, or is not running (its heartbeat, the lease it
+//! renews on its `GitOpsSync`, stopped or went silent).
 
 use std::{
     collections::BTreeSet,
@@ -10,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use gitops_kube::gitopssync::{DriftEntry, GitOpsSync};
+use gitops_kube::gitopssync::{DriftEntry, GitOpsSync, Liveness};
 use gitops_shared::gitopssync;
 use serde::Serialize;
 
@@ -61,6 +62,12 @@ pub struct AgentStatus {
     /// How many objects drifted (its `status.drifted`).
     pub drifted: usize,
     pub message: String,
+    /// Whether the agent runs, from its heartbeat; `None` when it holds no
+    /// lease (run with --once or --dry-run).
+    pub running: Option<bool>,
+    /// Why it is taken not to run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_running: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<Status> {
@@ -110,14 +117,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
                     r.namespace.clone(),
                     dash(short(&r.revision)),
                     r.state.clone(),
-                    dash(if r.suspended && r.phase != "Suspended" {
+                    dash(if r.running == Some(false) {
+                        format!("{} (not running)", r.phase)
+                    } else if r.suspended && r.phase != "Suspended" {
                         format!("{} (suspended)", r.phase)
                     } else {
                         r.phase.clone()
                     }),
                     last_sync(&r.synced_at),
                     r.drifted.to_string(),
-                    r.message.lines().next().unwrap_or_default().to_string(),
+                    match &r.not_running {
+                        Some(why) => why.clone(),
+                        None => r.message.lines().next().unwrap_or_default().to_string(),
+                    },
                 ]);
             }
             output::print(&table.render())?;
@@ -129,9 +141,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
             "no GitOpsSync found in any namespace: no sync agent is deployed. Install the CRD once (kubectl apply -f manifests/crds/), then an agent per namespace (kubectl kustomize manifests/agent | kubectl apply -n NAMESPACE -f -)"
         );
     }
-    let trouble = rows
-        .iter()
-        .any(|r| r.drifted > 0 || r.phase == "Drifted" || r.phase == "Failed");
+    let trouble = rows.iter().any(|r| {
+        r.drifted > 0 || r.phase == "Drifted" || r.phase == "Failed" || r.running == Some(false)
+    });
     let waited_in_vain = args.wait.is_some() && !rows.iter().all(AgentStatus::done);
     if waited_in_vain {
         let why: Vec<String> = rows
@@ -155,7 +167,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
 impl AgentStatus {
     /// Applied the folder's last commit (or later), synced, no drift.
     fn done(&self) -> bool {
-        self.behind == Some(0) && self.drifted == 0 && self.phase == "Synced"
+        self.behind == Some(0)
+            && self.drifted == 0
+            && self.phase == "Synced"
+            && self.running != Some(false)
     }
 
     /// What keeps [`AgentStatus::done`] false, in words.
@@ -180,6 +195,9 @@ impl AgentStatus {
         }
         if self.drifted > 0 {
             why.push(format!("{} drifted", self.drifted));
+        }
+        if let Some(not_running) = &self.not_running {
+            why.push(not_running.clone());
         }
         why.join(", ")
     }
@@ -232,6 +250,8 @@ fn collect(
                     drift: Vec::new(),
                     drifted: 0,
                     message: String::new(),
+                    running: None,
+                    not_running: None,
                 });
             }
         }
@@ -277,6 +297,20 @@ fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &GitOpsSync) -> Resu
     };
     // `drifted` alone when the list was left out (an older agent)
     let drifted = status.drift.len().max(status.drifted as usize);
+    let (running, not_running) = match o.liveness(k8s_openapi::jiff::Timestamp::now()) {
+        Liveness::Running => (Some(true), None),
+        Liveness::Unknown => (None, None),
+        Liveness::Stopped(at) => (
+            Some(false),
+            Some(format!("agent not running: it stopped at {at}")),
+        ),
+        Liveness::Silent(at) => (
+            Some(false),
+            Some(format!(
+                "agent not running: no heartbeat since {at} (its lease has run out)"
+            )),
+        ),
+    };
     Ok(AgentStatus {
         namespace: ns.to_string(),
         name: o.metadata.name.clone().unwrap_or_default(),
@@ -295,6 +329,8 @@ fn agent_status(repo: Option<&(Repo, String)>, ns: &str, o: &GitOpsSync) -> Resu
         drift: status.drift,
         drifted,
         message: status.message,
+        running,
+        not_running,
     })
 }
 

@@ -71,7 +71,64 @@ pub struct GitOpsSyncSpec {
     pub suspend: Option<bool>,
 }
 
+/// Annotation: which process writes for this agent name (the lease holder).
+pub const ANNOTATION_HOLDER: &str = "kubectl-gitops.io/holder";
+/// Annotation: when the holder last renewed its lease (RFC 3339): the
+/// agent's heartbeat.
+pub const ANNOTATION_RENEW: &str = "kubectl-gitops.io/renew-time";
+/// Annotation: the holder's lease duration in seconds: a heartbeat older
+/// than that (and some skew between clocks) means the agent is not running.
+pub const ANNOTATION_LEASE_SECONDS: &str = "kubectl-gitops.io/lease-seconds";
+/// Annotation: when the last holder let go of its lease on a clean stop.
+pub const ANNOTATION_STOPPED: &str = "kubectl-gitops.io/stopped-at";
+
+/// Whether the agent that writes this object runs, from its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// It renewed its lease within the lease's duration.
+    Running,
+    /// It let go of its lease when it stopped, at this time.
+    Stopped(String),
+    /// Its last heartbeat, at this time, is older than its lease allows.
+    Silent(String),
+    /// No lease was ever held (an agent run with --once or --dry-run, or
+    /// before its first renewal).
+    Unknown,
+}
+
+/// Clocks of two machines may differ: a heartbeat is stale only this much
+/// past the lease's duration.
+const SKEW: f64 = 5.0;
+
 impl GitOpsSync {
+    /// Whether its agent runs, judged at `now` from the lease annotations.
+    pub fn liveness(&self, now: Timestamp) -> Liveness {
+        let annotations = self.metadata.annotations.clone().unwrap_or_default();
+        let get = |key: &str| annotations.get(key).filter(|v| !v.is_empty()).cloned();
+        match (
+            get(ANNOTATION_HOLDER),
+            get(ANNOTATION_RENEW),
+            get(ANNOTATION_STOPPED),
+        ) {
+            (None, _, Some(stopped)) => Liveness::Stopped(stopped),
+            (Some(_), Some(renewed), _) => {
+                let Ok(at) = renewed.parse::<Timestamp>() else {
+                    return Liveness::Unknown;
+                };
+                let lease = get(ANNOTATION_LEASE_SECONDS)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .unwrap_or(15.0);
+                let age = now.duration_since(at).as_secs_f64();
+                if age > lease + SKEW {
+                    Liveness::Silent(renewed)
+                } else {
+                    Liveness::Running
+                }
+            }
+            _ => Liveness::Unknown,
+        }
+    }
+
     /// `spec.suspend`, false when unset.
     pub fn suspended(&self) -> bool {
         self.spec.suspend.unwrap_or(false)
@@ -384,6 +441,49 @@ pub fn crd_yaml() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn liveness_comes_from_the_lease_annotations() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut o = GitOpsSync::new("sync-agent", GitOpsSyncSpec::default());
+            o.metadata.annotations = Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            o
+        };
+        let now: Timestamp = "2026-12-08T10:00:30Z".parse().unwrap();
+        let fresh = with(&[
+            (ANNOTATION_HOLDER, "pod-1"),
+            (ANNOTATION_RENEW, "2026-12-08T10:00:20Z"),
+            (ANNOTATION_LEASE_SECONDS, "15"),
+        ]);
+        assert_eq!(fresh.liveness(now), Liveness::Running);
+        let silent = with(&[
+            (ANNOTATION_HOLDER, "pod-1"),
+            (ANNOTATION_RENEW, "2026-12-08T10:00:05Z"),
+            (ANNOTATION_LEASE_SECONDS, "15"),
+        ]);
+        assert_eq!(
+            silent.liveness(now),
+            Liveness::Silent("2026-12-08T10:00:05Z".into())
+        );
+        // a short lease is judged by its own duration
+        let short = with(&[
+            (ANNOTATION_HOLDER, "pod-1"),
+            (ANNOTATION_RENEW, "2026-12-08T10:00:20Z"),
+            (ANNOTATION_LEASE_SECONDS, "1.5"),
+        ]);
+        assert!(matches!(short.liveness(now), Liveness::Silent(_)));
+        let stopped = with(&[(ANNOTATION_STOPPED, "2026-12-08T10:00:00Z")]);
+        assert_eq!(
+            stopped.liveness(now),
+            Liveness::Stopped("2026-12-08T10:00:00Z".into())
+        );
+        assert_eq!(with(&[]).liveness(now), Liveness::Unknown);
+    }
+
     use super::*;
 
     fn ts(s: i64) -> Timestamp {

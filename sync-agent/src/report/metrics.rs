@@ -18,6 +18,7 @@ const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 /// Every `result` label value, so each series exists from the start.
 pub const RESULTS: &[&str] = &[
     "success",
+    "unchanged",
     "suspended",
     "standby",
     "invalid",
@@ -128,7 +129,11 @@ impl Metrics {
             "Errors of the API watches (drift, per kind; control, the GitOpsSync); while they fail, drift and suspend are seen on the resync tick only",
             m.watch_errors.clone(),
         );
-        registry.register("gitops_sync", "Reconciles, by result", m.syncs.clone());
+        registry.register(
+            "gitops_sync",
+            "Reconciles, by result: success (Git applied: objects written, or a new revision reported), unchanged (a resync that found everything as Git says and wrote nothing), suspended (spec.suspend: nothing applied), standby (another replica writes), invalid (the revision was refused: a bad file, policy, limits), refused (a prune the safety rules refused), apply_failed (a write failed), status_unreadable (the GitOpsSync's status does not parse), error (the API server or the checkout could not be read)",
+            m.syncs.clone(),
+        );
         registry.register(
             "gitops_sync_duration_seconds",
             "How long a reconcile (load, plan, apply, report) took",
@@ -291,6 +296,14 @@ mod tests {
             "one revision series\n{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // the HELP of gitops_sync_total explains every result
+        let help = text
+            .lines()
+            .find(|l| l.starts_with("# HELP gitops_sync "))
+            .unwrap();
+        for result in RESULTS {
+            assert!(help.contains(&format!(" {result} (")), "{result}: {help}");
+        }
         // every line is a comment or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ').unwrap();

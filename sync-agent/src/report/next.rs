@@ -68,7 +68,14 @@ pub fn synced(last: &SyncStatus, pass: Pass<'_>) -> Synced {
         .iter()
         .filter(|d| !handled.contains(&d.key))
         .collect();
-    let healed = plan.drift.len() - remaining.len();
+    // Healed: drift the pass wrote back to Git's. An owned object that left
+    // Git and was pruned is counted as pruned, not healed.
+    let rewritten: BTreeSet<&ObjectKey> = applied.written.iter().map(|(k, _, _)| k).collect();
+    let healed = plan
+        .drift
+        .iter()
+        .filter(|d| rewritten.contains(&d.key))
+        .count();
     // What the agent owns: the desired set, and what it did not prune.
     let mut owned: BTreeSet<ObjectKey> = plan.desired.iter().cloned().collect();
     owned.extend(
@@ -362,6 +369,36 @@ mod tests {
             (Phase::Synced, 1, 0)
         );
         assert!(s.status.message.ends_with("; healed 1 drifted object(s)"));
+    }
+
+    #[test]
+    fn a_prune_is_counted_as_a_prune_not_as_healed_drift() {
+        let (vs, old) = (
+            key("VirtualService", "reviews"),
+            key("VirtualService", "old"),
+        );
+        // the plan sees `old` as drift ("not in Git") and prunes it
+        let plan = Plan {
+            prune: vec![step(Action::Prune, &old)],
+            drift: vec![Drift {
+                key: old.clone(),
+                reason: "not in Git".into(),
+            }],
+            desired: vec![vs.clone()],
+            ..Plan::default()
+        };
+        let applied = Applied {
+            pruned: vec![old.clone()],
+            ..Applied::default()
+        };
+        let s = synced(&SyncStatus::default(), pass("r2", &plan, &applied, 100));
+        assert_eq!((s.healed, s.remaining), (0, 0));
+        assert!(
+            s.status.message.contains("1 pruned"),
+            "{}",
+            s.status.message
+        );
+        assert!(!s.status.message.contains("healed"), "{}", s.status.message);
     }
 
     #[test]

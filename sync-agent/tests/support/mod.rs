@@ -263,6 +263,15 @@ impl Agent {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Passes that ended well, a sync or a resync that found nothing to do
+    /// (`gitops_sync_total` of `success` and `unchanged`).
+    pub fn passes(&self) -> Option<f64> {
+        Some(
+            self.metric("gitops_sync_total{result=\"success\"}")?
+                + self.metric("gitops_sync_total{result=\"unchanged\"}")?,
+        )
+    }
+
     /// Resident memory of the agent process, in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
