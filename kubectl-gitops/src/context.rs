@@ -30,8 +30,17 @@ impl Context {
         Self { global }
     }
 
+    /// The output format; `wide` is the table (see [`Context::wide`]).
     pub fn format(&self) -> Format {
-        self.global.output
+        match self.global.output {
+            Format::Wide => Format::Table,
+            format => format,
+        }
+    }
+
+    /// `-o wide`: the table with the command's extra columns.
+    pub fn wide(&self) -> bool {
+        self.global.output == Format::Wide
     }
 
     /// The config repo.

@@ -7,11 +7,14 @@ use std::io::{IsTerminal, Write};
 use anyhow::Result;
 use serde::Serialize;
 
-/// `-o table|yaml|json`.
+/// `-o table|wide|yaml|json`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Table,
+    /// The table with more columns, where a command has them (`status`);
+    /// elsewhere the table, as kubectl users type it.
+    Wide,
     Yaml,
     Json,
 }
@@ -25,7 +28,7 @@ pub fn print_data<T: Serialize>(format: Format, value: &T) -> Result<()> {
             serde_json::to_writer_pretty(&mut out, value)?;
             writeln!(out)?;
         }
-        Format::Yaml | Format::Table => {
+        Format::Yaml | Format::Table | Format::Wide => {
             let value = serde_json::to_value(value)?;
             out.write_all(crate::yaml::to_yaml(&value)?.as_bytes())?;
         }

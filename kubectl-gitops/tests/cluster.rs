@@ -471,6 +471,34 @@ fn status_shows_the_agent_and_how_far_behind_it_is() {
     );
     assert!(rows[1][4].ends_with(" ago"), "{out}");
     assert_eq!(rows[1][5..], ["0", "applied 2 objects"], "{out}");
+    // -o wide, as kubectl users type it: more columns
+    let out = kg().args(["-n", "team-a", "status", "-o", "wide"]).ok();
+    let rows = table(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "NAMESPACE",
+            "NAME",
+            "REVISION",
+            "HEAD",
+            "STATE",
+            "PHASE",
+            "LAST SYNC",
+            "DRIFT",
+            "RUNNING",
+            "MESSAGE"
+        ]
+    );
+    assert_eq!(
+        rows[1][..4],
+        ["team-a", "sync-agent", &applied[..12], &applied[..12]],
+        "{out}"
+    );
+    // (no lease was ever held here: not known to run or not)
+    assert_eq!(rows[1][8], "-", "{out}");
+    // and elsewhere it is the table
+    let out = d.kg().args(["-n", "team-a", "validate", "-o", "wide"]).ok();
+    assert!(out.starts_with("no findings"), "{out}");
 
     // A new commit for team-a: behind by 1. One for team-b only: still 1.
     d.kg()

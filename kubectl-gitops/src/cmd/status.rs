@@ -102,20 +102,32 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
 
     match ctx.format() {
         Format::Table => {
-            let mut table = Table::new(&[
-                "NAMESPACE",
-                "REVISION",
-                "STATE",
-                "PHASE",
-                "LAST SYNC",
-                "DRIFT",
-                "MESSAGE",
-            ]);
+            let wide = ctx.wide();
+            let mut headers = vec!["NAMESPACE"];
+            if wide {
+                headers.push("NAME");
+            }
+            headers.extend(["REVISION"]);
+            if wide {
+                headers.push("HEAD");
+            }
+            headers.extend(["STATE", "PHASE", "LAST SYNC", "DRIFT"]);
+            if wide {
+                headers.push("RUNNING");
+            }
+            headers.push("MESSAGE");
+            let mut table = Table::new(&headers);
             for r in &rows {
                 let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
-                table.row(vec![
-                    r.namespace.clone(),
-                    dash(short(&r.revision)),
+                let mut row = vec![r.namespace.clone()];
+                if wide {
+                    row.push(dash(r.name.clone()));
+                }
+                row.push(dash(short(&r.revision)));
+                if wide {
+                    row.push(dash(short(&r.head)));
+                }
+                row.extend([
                     r.state.clone(),
                     dash(if r.running == Some(false) {
                         format!("{} (not running)", r.phase)
@@ -126,11 +138,22 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
                     }),
                     last_sync(&r.synced_at),
                     r.drifted.to_string(),
-                    match &r.not_running {
-                        Some(why) => why.clone(),
-                        None => r.message.lines().next().unwrap_or_default().to_string(),
-                    },
                 ]);
+                if wide {
+                    row.push(
+                        match r.running {
+                            Some(true) => "yes",
+                            Some(false) => "no",
+                            None => "-",
+                        }
+                        .to_string(),
+                    );
+                }
+                row.push(match &r.not_running {
+                    Some(why) => why.clone(),
+                    None => r.message.lines().next().unwrap_or_default().to_string(),
+                });
+                table.row(row);
             }
             output::print(&table.render())?;
         }
