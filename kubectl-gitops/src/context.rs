@@ -115,8 +115,19 @@ pub fn check_namespace(ns: &str) -> Result<()> {
 }
 
 /// The policy for a namespace folder, with `--allow-kind`.
-pub fn policy(namespace: &str, args: &PolicyArgs) -> Result<Policy> {
+/// The policy of `namespace`: the kinds `--allow-kind` allows, and those the
+/// repo's `.gitops/config.yaml` allows for everyone (`allowKinds`).
+pub fn policy(ctx: &Context, namespace: &str, args: &PolicyArgs) -> Result<Policy> {
+    let from_repo = match ctx.repo() {
+        Ok(repo) => {
+            RepoConfig::load(repo.workdir())
+                .map_err(|e| anyhow!("{e}"))?
+                .allow_kinds
+        }
+        Err(_) => Vec::new(),
+    };
     Policy::new(namespace)
         .allow_kinds(&args.allow_kind)
+        .and_then(|p| p.allow_kinds(&from_repo))
         .map_err(|e| anyhow!(e))
 }

@@ -610,3 +610,41 @@ fn a_missing_kubeconfig_is_said_once() {
         )
     );
 }
+
+/// `allowKinds` in `.gitops/config.yaml` allows a mesh-wide kind for every
+/// command of every teammate, as `--allow-kind` does for one; a kind that
+/// is not Istio's there is an error naming the file.
+#[test]
+fn allow_kinds_of_the_repo_config_apply_to_every_command() {
+    const ENVOY_FILTER: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: lua\nspec:\n  configPatches: []\n";
+    let d = Dir::new();
+    d.init();
+    let file = d.tmp("envoyfilter.yaml");
+    std::fs::write(&file, ENVOY_FILTER).unwrap();
+    let err = d
+        .kg()
+        .args(["-n", "team-a", "stage"])
+        .arg(&file)
+        .expect(2)
+        .stderr;
+    assert!(err.contains("--allow-kind EnvoyFilter"), "{err}");
+
+    d.write(
+        ".gitops/config.yaml",
+        "path: namespaces\nallowKinds: [EnvoyFilter]\n",
+    );
+    d.kg().args(["-n", "team-a", "stage"]).arg(&file).ok();
+    d.kg().args(["-n", "team-a", "validate"]).ok();
+    d.kg().args(["commit", "-m", "lua filter"]).ok();
+
+    d.write(
+        ".gitops/config.yaml",
+        "path: namespaces\nallowKinds:\n- EnvoyFiltr\n",
+    );
+    let err = d.kg().args(["-n", "team-a", "validate"]).expect(2).stderr;
+    assert!(
+        err.contains(".gitops/config.yaml")
+            && err.contains("allowKinds: EnvoyFiltr is not an Istio config kind"),
+        "{err}"
+    );
+}

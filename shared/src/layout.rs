@@ -30,6 +30,11 @@ pub struct RepoConfig {
     /// The base folder holding one folder per namespace.
     #[serde(default = "default_path")]
     pub path: String,
+    /// Kinds that can destabilize the whole mesh (EnvoyFilter, ...) that the
+    /// plugin allows in this repo for everyone, as `--allow-kind` does for
+    /// one command. The agents keep their own `--allow-kind`.
+    #[serde(default, rename = "allowKinds")]
+    pub allow_kinds: Vec<String>,
 }
 
 fn default_path() -> String {
@@ -40,6 +45,7 @@ impl Default for RepoConfig {
     fn default() -> Self {
         Self {
             path: default_path(),
+            allow_kinds: Vec::new(),
         }
     }
 }
@@ -68,6 +74,23 @@ impl RepoConfig {
             line: None,
             problem: Problem::Policy(format!("path: {msg}")),
         })?;
+        if let Some(unknown) = config
+            .allow_kinds
+            .iter()
+            .find(|k| crate::kinds::resolve(k).is_none())
+        {
+            return Err(ManifestError {
+                file: PathBuf::from(CONFIG_FILE),
+                document: Some(1),
+                line: text
+                    .lines()
+                    .position(|l| l.contains(unknown.as_str()))
+                    .map(|i| i + 1),
+                problem: Problem::Policy(format!(
+                    "allowKinds: {unknown} is not an Istio config kind"
+                )),
+            });
+        }
         Ok(config)
     }
 

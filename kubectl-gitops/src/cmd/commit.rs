@@ -102,7 +102,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
         let exists = repo.materialize(tree, &prefix, after.path())?;
         let had = folder_objects(&before.path().join(&prefix), ns);
         if !args.no_verify {
-            let policy = policy(ns, &args.policy)?;
+            let policy = policy(ctx, ns, &args.policy)?;
             let set = if exists {
                 match load_namespace(after.path(), &base, &policy, &LoadOptions::default()) {
                     Ok(set) => Some(set),

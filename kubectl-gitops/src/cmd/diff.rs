@@ -102,7 +102,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
         if !namespace_dir(&root, &base, ns).is_dir() {
             bail!("there is no folder {base}/{ns} in the {}", source);
         }
-        let policy = policy(ns, &args.policy)?;
+        let policy = policy(ctx, ns, &args.policy)?;
         match load_namespace(&root, &base, &policy, &LoadOptions::default()) {
             Ok(set) => desired.push(set),
             Err(e) => {

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     let repo = ctx.repo()?;
     let base = ctx.base(&repo)?;
     let namespace = ctx.namespace("import")?;
-    let policy = policy(&namespace, &args.policy)?;
+    let policy = policy(ctx, &namespace, &args.policy)?;
     let wanted = args
         .objects
         .iter()

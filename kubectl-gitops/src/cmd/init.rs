@@ -40,7 +40,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
 
     let mut paths = vec![CONFIG_FILE.to_string()];
     if !config_path.exists() {
-        let config = RepoConfig { path: base.clone() };
+        let config = RepoConfig {
+            path: base.clone(),
+            ..RepoConfig::default()
+        };
         crate::objects::write_atomic(&config_path, &config.to_yaml())?;
     }
     let base_dir = root.join(&base);

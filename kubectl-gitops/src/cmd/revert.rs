@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     repo.materialize(plan.head_tree, &prefix, before.path())?;
     let exists = repo.materialize(plan.tree, &prefix, after.path())?;
     if exists && !args.no_verify {
-        let policy = policy(&namespace, &args.policy)?;
+        let policy = policy(ctx, &namespace, &args.policy)?;
         if let Err(e) = load_namespace(after.path(), &base, &policy, &LoadOptions::default()) {
             return Err(super::problems(
                 "refusing to revert: the reverted folder would not load (use --no-verify to commit it anyway)",

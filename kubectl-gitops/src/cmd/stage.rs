@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
     let repo = ctx.repo()?;
     let base = ctx.base(&repo)?;
     let namespace = ctx.namespace("stage")?;
-    let policy = policy(&namespace, &args.policy)?;
+    let policy = policy(ctx, &namespace, &args.policy)?;
     let opts = LoadOptions::default();
     let mut manifests = Vec::new();
     let mut errors = Vec::new();

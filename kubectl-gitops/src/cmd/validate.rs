@@ -79,7 +79,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<Status> {
 /// "no findings" line).
 pub fn findings(ctx: &Context, args: &Args) -> Result<(Vec<Finding>, String)> {
     // Parse --allow-kind once; every namespace's policy is this one renamed.
-    let template = policy("default", &args.policy)?;
+    let template = policy(ctx, "default", &args.policy)?;
     let policy_for = move |ns: &str| Policy {
         namespace: ns.to_string(),
         ..template.clone()
