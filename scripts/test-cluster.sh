@@ -166,6 +166,7 @@ cmd_build() {
             "$(cat "$(build_ok_marker)" 2>/dev/null)" == "$main_sha" ]]; then
             log "WARNING: apt update failed; keeping the previous build in $CACHE/bin"
             CURRENT_STEP=""
+            build_git_sync "$(find "$CACHE" -maxdepth 1 -name 'root-*' -type d | sort | tail -n1)"
             print_binaries
             return 0
         fi
