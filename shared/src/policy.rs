@@ -120,7 +120,10 @@ impl Policy {
         {
             return Err(at(
                 m.lines.namespace,
-                format!("namespace {ns:?} is not {:?}", self.namespace),
+                format!(
+                    "namespace {ns:?} is not {:?}: move the file to the folder of namespace {ns}, or drop metadata.namespace to keep it in {}",
+                    self.namespace, self.namespace
+                ),
             ));
         }
         if self.namespace == self.root_namespace {
@@ -196,7 +199,7 @@ mod tests {
         let e = error(&VS.replace("namespace: team-a", "namespace: team-b"));
         assert_eq!(
             e,
-            "namespaces/team-a/x.yaml: document 1, line 5: namespace \"team-b\" is not \"team-a\""
+            "namespaces/team-a/x.yaml: document 1, line 5: namespace \"team-b\" is not \"team-a\": move the file to the folder of namespace team-b, or drop metadata.namespace to keep it in team-a"
         );
     }
 
