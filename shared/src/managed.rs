@@ -264,16 +264,7 @@ pub fn foreign_field(
     shape: Option<&Shape>,
     manager: &str,
 ) -> Option<String> {
-    let entries = live["metadata"]["managedFields"].as_array()?;
-    let mut owned: Vec<(Vec<Element>, &str)> = Vec::new();
-    for entry in entries.iter().filter(|e| is_foreign(e, manager)) {
-        let mut paths = Vec::new();
-        leaves(&entry["fieldsV1"], &mut Vec::new(), &mut paths);
-        let who = entry["manager"]
-            .as_str()
-            .unwrap_or("a manager without a name");
-        owned.extend(paths.into_iter().filter(|p| is_intent(p)).map(|p| (p, who)));
-    }
+    let mut owned = foreign_intent(live, manager);
     // spec first (a stable sort keeps each manager's order)
     owned.sort_by_key(|(path, _)| !matches!(path.first(), Some(Element::Field(f)) if f == "spec"));
     // Where the live value leaves Git's, if anywhere: the first level Git
@@ -304,28 +295,40 @@ pub fn foreign_field(
     same_value
 }
 
+/// The owned leaves of `spec`, labels and annotations of every entry of a
+/// manager other than `manager`, each with that manager's name, in the
+/// order of `managedFields`.
+fn foreign_intent<'v>(live: &'v Value, manager: &str) -> Vec<(Vec<Element>, &'v str)> {
+    let Some(entries) = live["metadata"]["managedFields"].as_array() else {
+        return Vec::new();
+    };
+    let mut owned = Vec::new();
+    for entry in entries.iter().filter(|e| is_foreign(e, manager)) {
+        let mut paths = Vec::new();
+        leaves(&entry["fieldsV1"], &mut Vec::new(), &mut paths);
+        let who = entry["manager"]
+            .as_str()
+            .unwrap_or("a manager without a name");
+        owned.extend(paths.into_iter().filter(|p| is_intent(p)).map(|p| (p, who)));
+    }
+    owned
+}
+
 /// The fields of `spec`, labels and annotations that managers other than
 /// `manager` own, each as the names of the fields down to it (up to the
 /// first list element): what `kubectl gitops diff` shows beside Git's.
 pub fn foreign_field_paths(live: &Value, manager: &str) -> Vec<Vec<String>> {
-    let Some(entries) = live["metadata"]["managedFields"].as_array() else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for entry in entries.iter().filter(|e| is_foreign(e, manager)) {
-        let mut paths = Vec::new();
-        leaves(&entry["fieldsV1"], &mut Vec::new(), &mut paths);
-        for path in paths.into_iter().filter(|p| is_intent(p)) {
-            let names: Vec<String> = path
-                .iter()
-                .map_while(|e| match e {
-                    Element::Field(name) => Some(name.clone()),
-                    _ => None,
-                })
-                .collect();
-            if !out.contains(&names) {
-                out.push(names);
-            }
+    for (path, _) in foreign_intent(live, manager) {
+        let names: Vec<String> = path
+            .iter()
+            .map_while(|e| match e {
+                Element::Field(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        if !out.contains(&names) {
+            out.push(names);
         }
     }
     out
